@@ -1,0 +1,1 @@
+"""Ray Serve deployments: each wraps one model backend (speechcore.backends)."""

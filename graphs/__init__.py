@@ -1,0 +1,1 @@
+"""Request graphs and the FastAPI ingress that compose the model deployments."""

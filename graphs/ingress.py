@@ -1,0 +1,33 @@
+"""The FastAPI ingress deployment: every endpoint of every API family, one app."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import FastAPI
+from ray import serve
+
+from graphs import middleware, routers
+from graphs.readiness import Readiness
+from graphs.routers import health
+from graphs.services import Services
+from speechcore.settings import get_settings
+from speechcore.spec import GraphSpec
+
+app = FastAPI(title="Speech server", version="0.1.0",
+              description="ASR, VAD, speakers, TTS and voice chat on Ray Serve.")
+middleware.install(app)
+app.include_router(health.router)
+
+
+@serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
+@serve.ingress(app)
+class Ingress:
+    async def __init__(self, spec: dict, handles: dict):
+        settings = get_settings()
+        logging.getLogger().setLevel(settings.log_level)
+        graph = GraphSpec(**spec)
+        app_name = serve.get_replica_context().app_name
+        readiness = Readiness(app_name, list(graph.model_deployments()))
+        routers.bind(Services(graph, handles, readiness))
+        self._watch = asyncio.create_task(readiness.watch(settings.status_refresh_s))

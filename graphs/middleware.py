@@ -1,0 +1,110 @@
+"""One auth layer, one upload limit, one error format per API family."""
+from __future__ import annotations
+
+import hmac
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from speechcore.errors import ApiError, UploadTooLarge, error_body, family_of
+from speechcore.settings import get_settings
+
+log = logging.getLogger("speech.errors")
+
+PUBLIC_PATHS = {"/", "/health", "/healthz", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
+
+
+def error_response(request_path: str, err: ApiError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+    return JSONResponse(error_body(request_path, err.status, err.code, err.message, err.param),
+                        status_code=err.status, headers=headers)
+
+
+class GuardMiddleware:
+    """ASGI middleware: API key check and a streaming request-body size limit.
+
+    The body limit counts bytes as they arrive, so an oversized upload is
+    refused (413) without being read whole; Content-Length is checked first.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        settings = get_settings()
+        path = scope.get("path", "")
+        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        if settings.api_key and scope.get("method") != "OPTIONS" and not _is_public(path):
+            if not _authorized(headers, settings.api_key):
+                if scope["type"] == "websocket":
+                    return await send({"type": "websocket.close", "code": 1008, "reason": "Unauthorized"})
+                err = ApiError(401, "unauthorized", "Unauthorized")
+                return await error_response(path, err)(scope, receive, send)
+        if scope["type"] == "http":
+            limit = settings.max_upload_bytes
+            length = headers.get("content-length")
+            if length and length.isdigit() and int(length) > limit:
+                return await error_response(path, UploadTooLarge(limit))(scope, receive, send)
+            receive = _limited(receive, limit)
+        return await self.app(scope, receive, send)
+
+
+def _limited(receive, limit: int):
+    seen = 0
+
+    async def wrapped():
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise UploadTooLarge(limit)
+        return message
+
+    return wrapped
+
+
+def _is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith("/static/")
+
+
+def _authorized(headers: dict[str, str], key: str) -> bool:
+    auth = headers.get("authorization", "")
+    token = auth[7:] if auth.lower().startswith("bearer ") else headers.get("x-api-key", "")
+    return bool(token) and hmac.compare_digest(token.encode(), key.encode())
+
+
+def install(app: FastAPI) -> None:
+    app.add_middleware(GuardMiddleware)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError):
+        return error_response(request.url.path, exc)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        if isinstance(exc.__cause__, ApiError):  # FastAPI wraps errors raised while parsing the body
+            return error_response(request.url.path, exc.__cause__)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(request.url.path, ApiError(exc.status_code, code, str(exc.detail)))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        path = request.url.path
+        if family_of(path) == "detail":
+            from fastapi.encoders import jsonable_encoder
+            return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", [])[1:])
+        return error_response(path, ApiError(400, "invalid_request", f"{where}: {first.get('msg', 'invalid')}",
+                                             param=where or None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("unhandled error on %s", request.url.path)
+        return error_response(request.url.path, ApiError(500, "internal_error", f"Internal error: {type(exc).__name__}"))

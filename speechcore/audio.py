@@ -1,0 +1,154 @@
+"""The one place audio is decoded, resampled and converted.
+
+Everything model-facing is float32 mono at 16 kHz in [-1, 1].
+"""
+from __future__ import annotations
+
+import io
+from math import gcd
+from typing import BinaryIO
+
+import numpy as np
+
+from speechcore.errors import AudioError
+
+SAMPLE_RATE = 16000
+SUPPORTED = "wav, mp3, flac, ogg, opus, m4a, webm"
+
+
+def decode_audio(source: bytes | BinaryIO | str, sample_rate: int = SAMPLE_RATE,
+                 max_seconds: float | None = None) -> np.ndarray:
+    """Decode any container PyAV reads to float32 mono at `sample_rate`.
+
+    Raises AudioError (4xx) for empty input, bytes that are not audio, and
+    audio with no samples; a truncated file yields the part that decodes.
+    """
+    import av  # PyAV ships its own FFmpeg; imported here to keep module import cheap
+
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise AudioError("empty_audio", "The uploaded audio is empty (0 bytes).", status=400)
+        source = io.BytesIO(source)
+    elif hasattr(source, "seek"):
+        source.seek(0, io.SEEK_END)
+        if source.tell() == 0:
+            raise AudioError("empty_audio", "The uploaded audio is empty (0 bytes).", status=400)
+        source.seek(0)
+    try:
+        container = av.open(source, mode="r", metadata_errors="ignore")
+    except (av.error.FFmpegError, ValueError, OSError) as exc:
+        raise AudioError("invalid_audio_format",
+                         f"The upload could not be decoded as audio ({SUPPORTED} are supported).",
+                         status=400) from exc
+    with container:
+        if not container.streams.audio:
+            raise AudioError("invalid_audio_format", "The upload has no audio stream.", status=400)
+        chunks = _decode_stream(container, sample_rate, max_seconds)
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    if audio.size == 0:
+        raise AudioError("no_audio", "The upload contains no audio samples (zero length or truncated).")
+    return audio
+
+
+def _decode_stream(container, sample_rate: int, max_seconds: float | None) -> list[np.ndarray]:
+    import av
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    limit = int(max_seconds * sample_rate) if max_seconds else None
+    chunks: list[np.ndarray] = []
+    total = 0
+    stream = container.streams.audio[0]
+    try:
+        for frame in container.decode(stream):
+            frame.pts = None
+            for out in resampler.resample(frame):
+                chunk = out.to_ndarray().reshape(-1)
+                chunks.append(chunk)
+                total += chunk.size
+            if limit and total > limit:
+                raise AudioError("audio_too_long",
+                                 f"Audio is longer than the limit of {max_seconds:.0f} seconds.",
+                                 status=413)
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().reshape(-1))
+    except av.error.FFmpegError:
+        # Truncated or partly corrupt input: keep what decoded before the damage.
+        pass
+    return chunks
+
+
+def resample(audio: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Polyphase resampling of float32 audio (streams arrive at 8/16/44.1/48 kHz)."""
+    if from_rate == to_rate or audio.size == 0:
+        return audio.astype(np.float32, copy=False)
+    from scipy.signal import resample_poly
+
+    g = gcd(from_rate, to_rate)
+    return resample_poly(audio, to_rate // g, from_rate // g).astype(np.float32)
+
+
+def pcm_to_float(data: bytes, encoding: str = "pcm16", channels: int = 1) -> np.ndarray:
+    """Raw interleaved PCM bytes -> float32 mono. Raises AudioError on a partial sample."""
+    width = 2 if encoding == "pcm16" else 4
+    if len(data) % (width * channels):
+        raise AudioError("invalid_frame",
+                         f"Frame of {len(data)} bytes is not a whole number of "
+                         f"{encoding} samples for {channels} channel(s).", status=400)
+    if encoding == "pcm16":
+        samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    else:
+        samples = np.frombuffer(data, dtype="<f4").astype(np.float32)
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1)
+    return samples
+
+
+def float_to_pcm16(audio: np.ndarray) -> bytes:
+    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def rms(audio: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(audio)))) if audio.size else 0.0
+
+
+def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """16-bit PCM WAV of float32 mono audio."""
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(float_to_pcm16(audio))
+    return buf.getvalue()
+
+
+_CONTENT_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg", "opus": "audio/ogg",
+                  "aac": "audio/aac", "flac": "audio/flac", "pcm": "audio/pcm", "raw": "audio/pcm"}
+_CODECS = {"mp3": ("mp3", "mp3"), "ogg": ("ogg", "libopus"), "opus": ("ogg", "libopus"),
+           "aac": ("adts", "aac"), "flac": ("flac", "flac")}
+
+
+def encode_audio(audio: np.ndarray, sample_rate: int, fmt: str) -> tuple[bytes, str]:
+    """float32 mono -> (bytes, content type) in wav, mp3, ogg/opus, aac, flac or raw pcm16."""
+    if fmt == "wav":
+        return wav_bytes(audio, sample_rate), _CONTENT_TYPES["wav"]
+    if fmt in ("pcm", "raw"):
+        return float_to_pcm16(audio), _CONTENT_TYPES["pcm"]
+    import av
+
+    container_fmt, codec = _CODECS[fmt]
+    rate = 48000 if codec == "libopus" else sample_rate
+    audio = resample(audio, sample_rate, rate)
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format=container_fmt) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            (np.clip(audio, -1, 1) * 32767).astype(np.int16).reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue(), _CONTENT_TYPES[fmt]

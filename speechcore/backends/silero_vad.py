@@ -1,0 +1,63 @@
+"""Silero VAD v6 ONNX on onnxruntime (from the `silero-vad` package).
+
+Stateless towards callers: streaming sessions keep their own recurrent state
+and context and pass them in, so one replica serves every session and frames
+from many sessions run as one batch.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from speechcore.registry import resolve, size_bytes
+from speechcore.schemas import ModelInfo
+from speechcore.spec import BackendSpec
+from speechcore.vad import FRAME_SAMPLES
+
+CONTEXT = 64
+STATE_SHAPE = (2, 1, 128)
+_LANE_SECONDS = 30  # long files run as parallel lanes of this length
+
+
+class SileroVAD:
+    def __init__(self, spec: BackendSpec):
+        import onnxruntime as ort
+
+        self.spec = spec
+        path = resolve(spec.model)
+        self.path = path if path.endswith(".onnx") else f"{path}/silero_vad.onnx"
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(spec.options.get("threads", 1))
+        opts.inter_op_num_threads = 1
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if spec.device == "cuda" else ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(self.path, sess_options=opts,
+                                            providers=[p for p in providers if p in ort.get_available_providers()])
+        self._sr = np.array(16000, dtype=np.int64)
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(role="vad", name=self.spec.model, backend="silero-onnx", device=self.spec.device,
+                         path=self.path, size_bytes=size_bytes(self.path), languages="multilingual")
+
+    def run(self, frames: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """frames (B, 64+512) with context prepended, state (2, B, 128) -> (probs (B,), new state)."""
+        out, new_state = self.session.run(None, {"input": frames.astype(np.float32, copy=False),
+                                                 "state": state.astype(np.float32, copy=False), "sr": self._sr})
+        return out[:, 0], new_state
+
+    def frame_probs(self, audio: np.ndarray) -> np.ndarray:
+        """Speech probability for every 32 ms frame of a whole recording."""
+        n_frames = -(-audio.size // FRAME_SAMPLES)
+        if n_frames == 0:
+            return np.zeros(0, dtype=np.float32)
+        lane_frames = _LANE_SECONDS * 16000 // FRAME_SAMPLES
+        lanes = -(-n_frames // lane_frames)
+        padded = np.zeros(lanes * lane_frames * FRAME_SAMPLES, dtype=np.float32)
+        padded[: audio.size] = audio
+        x = padded.reshape(lanes, lane_frames, FRAME_SAMPLES)
+        state = np.zeros((2, lanes, 128), dtype=np.float32)
+        context = np.zeros((lanes, CONTEXT), dtype=np.float32)
+        probs = np.empty((lanes, lane_frames), dtype=np.float32)
+        for t in range(lane_frames):
+            frame = np.concatenate([context, x[:, t]], axis=1)
+            probs[:, t], state = self.run(frame, state)
+            context = x[:, t, -CONTEXT:]
+        return probs.reshape(-1)[:n_frames]

@@ -1,0 +1,111 @@
+"""faster-whisper (CTranslate2) ASR. The CPU profile's backend and the GPU default.
+
+Cross-request batching: requests that share decoding options are laid end to
+end as clips of one array and decoded by faster-whisper's batched pipeline in
+one call; segments are mapped back to their request by clip.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from speechcore.audio import SAMPLE_RATE
+from speechcore.registry import load_registry, resolve, size_bytes
+from speechcore.schemas import ASRRequest, ModelInfo, Segment, Transcript, Word
+from speechcore.spec import BackendSpec
+
+
+class FasterWhisperASR:
+    def __init__(self, spec: BackendSpec):
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        self.spec = spec
+        self.path = resolve(spec.model)
+        opts = spec.options
+        compute = opts.get("compute_type", "int8" if spec.device == "cpu" else "float16")
+        self.model = WhisperModel(self.path, device=spec.device, compute_type=compute,
+                                  cpu_threads=int(opts.get("cpu_threads", 0)),
+                                  num_workers=int(opts.get("num_workers", 1)),
+                                  local_files_only=opts.get("local_files_only", True))
+        self.pipeline = BatchedInferencePipeline(self.model)
+        self.batch_size = int(opts.get("batch_size", 8))
+        self.multilingual = bool(self.model.model.is_multilingual)
+
+    def info(self) -> ModelInfo:
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        entry = load_registry().get(self.spec.model)
+        return ModelInfo(role="asr", name=self.spec.model, backend="faster-whisper", device=self.spec.device,
+                         path=self.path, size_bytes=size_bytes(self.path),
+                         languages=list(_LANGUAGE_CODES) if self.multilingual else ["en"],
+                         extra={"description": entry.description if entry else "",
+                                "translate": self.multilingual})
+
+    def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
+        if not self.multilingual:
+            return "en", 1.0
+        language, probability, _ = self.model.detect_language(audio[: 30 * SAMPLE_RATE])
+        return language, float(probability)
+
+    def transcribe_batch(self, requests: list[ASRRequest]) -> list[Transcript]:
+        languages = [self._language_for(r) for r in requests]
+        results: list[Transcript | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((languages[i][0],) + r.options.batch_key()[1:], []).append(i)
+        for idxs in groups.values():
+            for i, segments in zip(idxs, self._decode_group([requests[i] for i in idxs], languages[idxs[0]][0])):
+                r = requests[i]
+                results[i] = Transcript(
+                    text=" ".join(s.text.strip() for s in segments).strip(),
+                    language=languages[i][0], language_probability=languages[i][1],
+                    duration=len(r.audio) / SAMPLE_RATE, segments=segments, model=self.spec.model)
+        return results  # type: ignore[return-value]
+
+    def _language_for(self, r: ASRRequest) -> tuple[str, float]:
+        if r.options.language:
+            return r.options.language, 1.0
+        if not r.clips:
+            return ("en", 1.0) if not self.multilingual else ("", 0.0)
+        speech = np.concatenate([r.audio[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in r.clips])
+        return self.detect_language(speech)
+
+    def _decode_group(self, reqs: list[ASRRequest], language: str) -> list[list[Segment]]:
+        """Decode every clip of every request in one batched pipeline call."""
+        pieces, clips, owners = [], [], []   # owners: (request index, clip start in source, clip start in joined)
+        cursor = 0
+        for ri, r in enumerate(reqs):
+            for start, end in r.clips:
+                piece = r.audio[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)]
+                if piece.size < SAMPLE_RATE // 10:
+                    continue
+                t0 = cursor / SAMPLE_RATE
+                pieces.append(piece)
+                cursor += piece.size
+                clips.append({"start": t0, "end": cursor / SAMPLE_RATE})
+                owners.append((ri, start, t0))
+        out: list[list[Segment]] = [[] for _ in reqs]
+        if not pieces:
+            return out
+        o = reqs[0].options
+        segments, _ = self.pipeline.transcribe(
+            np.concatenate(pieces), language=language or None, task=o.task, clip_timestamps=clips,
+            batch_size=self.batch_size, word_timestamps=o.word_timestamps, initial_prompt=o.prompt,
+            temperature=o.temperature, beam_size=o.beam_size, without_timestamps=False)
+        starts = [c["start"] for c in clips]
+        for seg in segments:
+            k = max(0, int(np.searchsorted(starts, seg.start + 1e-3, side="right")) - 1)
+            ri, src_start, joined_start = owners[k]
+            shift = src_start - joined_start
+            out[ri].append(_segment(len(out[ri]), seg, shift))
+        return out
+
+
+def _segment(idx: int, seg, shift: float) -> Segment:
+    words = None
+    if seg.words is not None:
+        words = [Word(word=w.word, start=round(w.start + shift, 3), end=round(w.end + shift, 3),
+                      probability=float(w.probability)) for w in seg.words]
+    return Segment(id=idx, start=round(seg.start + shift, 3), end=round(seg.end + shift, 3), text=seg.text.strip(),
+                   tokens=list(seg.tokens), avg_logprob=float(seg.avg_logprob),
+                   no_speech_prob=float(seg.no_speech_prob), compression_ratio=float(seg.compression_ratio),
+                   temperature=float(seg.temperature or 0.0), words=words)

@@ -1,0 +1,84 @@
+"""Typed results passed between deployments (plain dataclasses: they pickle through Ray)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Word:
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass
+class Segment:
+    id: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int] = field(default_factory=list)
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+    temperature: float = 0.0
+    words: list[Word] | None = None
+
+
+@dataclass
+class Transcript:
+    text: str
+    language: str
+    language_probability: float
+    duration: float
+    segments: list[Segment]
+    model: str = ""
+
+
+@dataclass
+class TranscribeOptions:
+    """What a caller may choose per request; everything else is the backend's config."""
+    language: str | None = None
+    task: str = "transcribe"          # or "translate" (to English)
+    word_timestamps: bool = False
+    prompt: str | None = None
+    temperature: float = 0.0
+    beam_size: int = 5
+
+    def batch_key(self) -> tuple:
+        """Requests with equal keys can share one batched decoder call."""
+        return (self.language, self.task, self.word_timestamps, self.prompt,
+                self.temperature, self.beam_size)
+
+
+@dataclass
+class ASRRequest:
+    audio: object                      # np.ndarray float32 16 kHz mono
+    clips: list[tuple[float, float]]   # speech regions (seconds) to decode
+    options: TranscribeOptions
+
+
+@dataclass
+class Speech:
+    """Synthesized speech: float32 mono samples."""
+    audio: object
+    sample_rate: int
+
+
+@dataclass
+class ChatMessage:
+    role: str
+    content: str
+
+
+@dataclass
+class ModelInfo:
+    role: str
+    name: str
+    backend: str
+    device: str
+    path: str
+    size_bytes: int = 0
+    languages: list[str] | str = "multilingual"
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,36 @@
+"""The one settings object. Every knob is an environment variable prefixed SPEECH_."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPEECH_", extra="ignore")
+
+    models_dir: Path = REPO_ROOT / "models"
+    """Where `make models` puts model files; backends resolve relative model paths here."""
+    data_dir: Path = REPO_ROOT / "data"
+    """Persistent state: voiceprints database, reference audio, jobs."""
+    fixtures_dir: Path = REPO_ROOT / "fixtures"
+    """Real recorded speech gathered by the install step for tests and benchmarks."""
+    max_upload_bytes: int = 50 * 1024 * 1024
+    """Uploads above this size are refused with 413 while they stream in."""
+    max_audio_seconds: float = 3 * 3600
+    """Decoded audio longer than this is refused (protects memory)."""
+    api_key: str | None = None
+    """When set, every non-public path needs `Authorization: Bearer <key>` or `X-API-Key`."""
+    request_timeout_s: float = 300.0
+    """Upper bound on one model call made by the ingress."""
+    status_refresh_s: float = 2.0
+    """How often the ingress refreshes deployment readiness."""
+    log_level: str = "WARNING"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
