@@ -1,0 +1,56 @@
+# Two commands do all set-up on a fresh machine:
+#   make run   - install what is missing, then serve the CPU profile on :8000
+#   make test  - install what tests need, then run them
+SHELL := /bin/bash
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+export RAY_AUTH_MODE ?= disabled
+export RAY_USAGE_STATS_ENABLED ?= 0
+# llama.cpp's default native build crashes on CPUs with AVX-512/AMX; build portable.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
+SYSTEM_PACKAGES := espeak-ng pocketsphinx-testdata alsa-utils festival
+CONFIG ?= configs/serve_cpu.yaml
+
+.PHONY: run test install system deps models fixtures bench clean
+
+run: install
+	.venv/bin/serve run $(CONFIG)
+
+test: install .stamp-test-deps
+	bash scripts/test.sh
+
+install: system deps models fixtures
+
+system:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+.venv:
+	python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+
+deps: .venv .stamp-deps
+.stamp-deps: requirements.txt constraints.txt pyproject.toml
+	$(PIP) install -q torch==2.13.0
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -r requirements.txt -c constraints.txt
+	touch $@
+
+.stamp-test-deps: requirements-test.txt .stamp-deps
+	$(PIP) install -q -r requirements-test.txt
+	touch $@
+
+models: deps
+	$(PY) scripts/install_models.py
+
+fixtures: deps system
+	$(PY) scripts/install_fixtures.py
+
+bench: install
+	$(PY) bench/startup.py
+
+clean:
+	rm -rf .venv .stamp-* models fixtures

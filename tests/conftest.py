@@ -1,0 +1,44 @@
+"""One Ray instance and one running application (the CPU profile, as `serve run` deploys it)
+for the whole test session, on a free port so parallel sessions do not collide."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from graphs import launch
+
+CPU_CONFIG = "configs/serve_cpu.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def serve_config() -> dict:
+    return launch.load_config(CPU_CONFIG, port=free_port())
+
+
+@pytest.fixture(scope="session")
+def base_url(serve_config) -> str:
+    launch.start(serve_config)
+    url = f"http://127.0.0.1:{serve_config['http_options']['port']}"
+    try:
+        launch.wait_ready(url, timeout_s=420)
+        yield url
+    finally:
+        launch.stop()
+
+
+@pytest.fixture(scope="session")
+def handles(base_url):
+    """Deployment handles of the running app, for calling model deployments directly."""
+    from ray import serve
+
+    def get(name: str):
+        return serve.get_deployment_handle(name, app_name="speech")
+
+    return get

@@ -1,0 +1,45 @@
+"""Real recorded speech gathered by `make fixtures` (scripts/install_fixtures.py)."""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from speechcore.settings import get_settings
+
+FIXTURES = get_settings().fixtures_dir
+CALL = FIXTURES / "call" / "sample.wav"
+
+
+@lru_cache
+def librivox() -> dict[Path, str]:
+    """LibriVox clip -> reference transcript (one reader, 16 kHz)."""
+    out = {}
+    for line in (FIXTURES / "librivox" / "transcription").read_text().splitlines():
+        m = re.match(r"<s> (.*) </s> \((.*)\)", line.strip())
+        if m:
+            out[FIXTURES / "librivox" / f"{m.group(2)}.wav"] = m.group(1)
+    return out
+
+
+@lru_cache
+def cards() -> dict[Path, str]:
+    out = {}
+    for line in (FIXTURES / "cards" / "cards.transcription").read_text().splitlines():
+        m = re.match(r"<s> (.*?)\s*</s> \((.*)\)", line.strip())
+        if m:
+            out[FIXTURES / "cards" / f"{m.group(2)}.wav"] = m.group(1)
+    return out
+
+
+def call_turns() -> list[tuple[str, float, float]]:
+    """(speaker, start, end) from the call's RTTM."""
+    turns = []
+    for line in (FIXTURES / "call" / "sample.rttm").read_text().splitlines():
+        f = line.split()
+        turns.append((f[7], float(f[3]), float(f[3]) + float(f[4])))
+    return turns
+
+
+def call_transcript() -> str:
+    return " ".join(line.split(maxsplit=5)[5] for line in (FIXTURES / "call" / "sample.stm").read_text().splitlines())

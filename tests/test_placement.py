@@ -1,0 +1,38 @@
+"""A deployment that cannot be placed (the GPU profile on a machine without a GPU)
+is reported by /health and /status, and requests to it fail fast with 503."""
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from graphs import launch
+
+
+def test_gpu_profile_without_gpu_is_reported_not_hung(base_url, serve_config):
+    gpu = launch.load_config("serve_config.yaml")["applications"][0]
+    gpu.update(name="gpu", route_prefix="/gpu")
+    for d in gpu["deployments"]:
+        if d["name"] == "ingress":
+            d["ray_actor_options"] = {"num_cpus": 0}
+    launch.deploy({**serve_config, "applications": [*serve_config["applications"], gpu]})
+    try:
+        launch.wait_ready(base_url, timeout_s=120, path="/gpu/healthz")
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            status = httpx.get(f"{base_url}/gpu/status").json()
+            rows = {r["deployment"]: r for r in status["deployments"]}
+            if all("cannot be placed" in r["message"] for r in rows.values()):
+                break
+            time.sleep(1)
+        assert status["status"] == "degraded"
+        for name, row in rows.items():
+            assert not row["ready"], row
+            assert "cannot be placed" in row["message"] and "GPU" in row["message"], row
+        health = httpx.get(f"{base_url}/gpu/health", timeout=5)
+        assert health.status_code == 503
+        assert set(health.json()["not_ready"]) == set(rows)
+        # the CPU application keeps answering beside it
+        assert httpx.get(f"{base_url}/health").json() == {"status": "ok"}
+    finally:
+        launch.deploy(serve_config)
