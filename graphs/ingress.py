@@ -9,7 +9,7 @@ from ray import serve
 
 from graphs import middleware, routers
 from graphs.readiness import Readiness
-from graphs.routers import health
+from graphs.routers import gateway_speech, health, openai_audio, platform_asr
 from graphs.services import Services
 from speechcore.settings import get_settings
 from speechcore.spec import GraphSpec
@@ -18,6 +18,9 @@ app = FastAPI(title="Speech server", version="0.1.0",
               description="ASR, VAD, speakers, TTS and voice chat on Ray Serve.")
 middleware.install(app)
 app.include_router(health.router)
+app.include_router(platform_asr.router)
+app.include_router(gateway_speech.router)
+app.include_router(openai_audio.router)
 
 
 @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
