@@ -40,11 +40,11 @@ def speech_regions(probs, duration: float, opts: RegionOptions = RegionOptions()
     if start is not None:
         raw.append([start, len(probs)])
     min_speech = opts.min_speech_ms / 1000 / FRAME_SECONDS
+    pad = round(opts.speech_pad_ms / 1000 / FRAME_SECONDS)
+    padded = [(max(0, s - pad), min(len(probs), e + pad)) for s, e in raw if e - s >= min_speech]
     max_frames = max(1, int(opts.max_speech_s / FRAME_SECONDS))
-    frames = [r for s, e in raw if e - s >= min_speech for r in _split_long(probs, s, e, max_frames)]
-    pad = opts.speech_pad_ms / 1000
-    regions = [(max(0.0, s * FRAME_SECONDS - pad), min(duration, e * FRAME_SECONDS + pad)) for s, e in frames]
-    return _merge_overlaps(regions)
+    pieces = [p for s, e in _merge_overlaps(padded) for p in _split_long(probs, s, e, max_frames)]
+    return [(round(s * FRAME_SECONDS, 3), round(min(duration, e * FRAME_SECONDS), 3)) for s, e in pieces]
 
 
 def _split_long(probs, start: int, end: int, max_frames: int) -> list[tuple[int, int]]:
@@ -58,8 +58,8 @@ def _split_long(probs, start: int, end: int, max_frames: int) -> list[tuple[int,
     return out
 
 
-def _merge_overlaps(regions: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    merged: list[tuple[float, float]] = []
+def _merge_overlaps(regions: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
     for s, e in regions:
         if merged and s <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(merged[-1][1], e))

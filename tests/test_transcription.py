@@ -210,3 +210,26 @@ def test_openai_translation_and_models(openai_client):
         openai_client.audio.translations.create(model="whisper-tiny.en", file=f)
     ids = {m.id for m in openai_client.models.list()}
     assert {"whisper-base", "whisper-tiny.en", "whisper-1"} <= ids
+
+
+def test_long_file_keeps_each_utterance_at_its_own_time(base_url):
+    """Five clips with 3 s of silence between them (about 40 s): every clip's words come back, in
+    order, with timestamps inside that clip's span (offsets survive the VAD split and batching)."""
+    import numpy as np
+
+    from speechcore.audio import decode_audio, wav_bytes
+
+    gap = np.zeros(3 * 16000, dtype=np.float32)
+    pieces, spans, t = [gap], [], 3.0
+    for path in librivox():
+        audio = decode_audio(path.read_bytes())
+        pieces += [audio, gap]
+        spans.append((t, t + len(audio) / 16000))
+        t += len(audio) / 16000 + 3.0
+    body = post(base_url, "/transcribe", "file", wav_bytes(np.concatenate(pieces)), "long.wav", language="en").json()
+    assert body["duration"] == pytest.approx(t, abs=0.1)
+    assert wer(" ".join(librivox().values()), body["text"]) <= 0.15, body["text"]
+    for seg in body["segments"]:
+        mid = (seg["start"] + seg["end"]) / 2
+        assert any(s - 0.5 <= mid <= e + 0.5 for s, e in spans), (seg, spans)
+    assert len(body["segments"]) >= len(spans)
