@@ -20,13 +20,16 @@ class VADDeployment(ModelDeployment):
     def __init__(self, spec: dict):
         super().__init__(spec)
         self.configure_batching(self.step, 32)
+        self.configure_batching(self.frame_probs, 16)
 
-    async def regions(self, audio: np.ndarray, options: dict | None = None) -> list[tuple[float, float]]:
-        probs = await self.run(self.backend.frame_probs, audio)
-        return speech_regions(probs, len(audio) / 16000, RegionOptions(**(options or {})))
+    async def regions(self, audio: np.ndarray) -> list[tuple[float, float]]:
+        """Speech regions (seconds) of a whole recording."""
+        return speech_regions(await self.frame_probs(audio), len(audio) / 16000, RegionOptions())
 
-    async def frame_probs(self, audio: np.ndarray) -> np.ndarray:
-        return await self.run(self.backend.frame_probs, audio)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def frame_probs(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+        """Frame probabilities; concurrent recordings share one pass."""
+        return await self.run(self.backend.frame_probs_batch, audios)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def step(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -45,19 +45,38 @@ class SileroVAD:
 
     def frame_probs(self, audio: np.ndarray) -> np.ndarray:
         """Speech probability for every 32 ms frame of a whole recording."""
-        n_frames = -(-audio.size // FRAME_SAMPLES)
-        if n_frames == 0:
-            return np.zeros(0, dtype=np.float32)
+        return self.frame_probs_batch([audio])[0]
+
+    def frame_probs_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+        """Frame probabilities for several recordings in one pass.
+
+        Each recording is cut into 30 s lanes; all lanes of all recordings run
+        side by side, one ONNX call per frame step (the recurrent state restarts
+        at lane boundaries, which the model recovers from within a few frames).
+        """
         lane_frames = _LANE_SECONDS * 16000 // FRAME_SAMPLES
-        lanes = -(-n_frames // lane_frames)
-        padded = np.zeros(lanes * lane_frames * FRAME_SAMPLES, dtype=np.float32)
-        padded[: audio.size] = audio
-        x = padded.reshape(lanes, lane_frames, FRAME_SAMPLES)
+        counts = [-(-a.size // FRAME_SAMPLES) for a in audios]
+        lanes_of = [-(-n // lane_frames) for n in counts]
+        x = np.zeros((sum(lanes_of), lane_frames * FRAME_SAMPLES), dtype=np.float32)
+        row = 0
+        for audio, lanes in zip(audios, lanes_of):
+            flat = np.zeros(lanes * lane_frames * FRAME_SAMPLES, dtype=np.float32)
+            flat[: audio.size] = audio
+            x[row: row + lanes] = flat.reshape(lanes, -1)
+            row += lanes
+        probs = self._run_lanes(x.reshape(len(x), lane_frames, FRAME_SAMPLES)) if len(x) else np.zeros((0, 0))
+        out, row = [], 0
+        for n, lanes in zip(counts, lanes_of):
+            out.append(probs[row: row + lanes].reshape(-1)[:n].astype(np.float32))
+            row += lanes
+        return out
+
+    def _run_lanes(self, x: np.ndarray) -> np.ndarray:
+        lanes, steps, _ = x.shape
         state = np.zeros((2, lanes, 128), dtype=np.float32)
         context = np.zeros((lanes, CONTEXT), dtype=np.float32)
-        probs = np.empty((lanes, lane_frames), dtype=np.float32)
-        for t in range(lane_frames):
-            frame = np.concatenate([context, x[:, t]], axis=1)
-            probs[:, t], state = self.run(frame, state)
+        probs = np.empty((lanes, steps), dtype=np.float32)
+        for t in range(steps):
+            probs[:, t], state = self.run(np.concatenate([context, x[:, t]], axis=1), state)
             context = x[:, t, -CONTEXT:]
-        return probs.reshape(-1)[:n_frames]
+        return probs
