@@ -16,7 +16,7 @@ CONFIG ?= configs/serve_cpu.yaml
 run: install
 	.venv/bin/serve run $(CONFIG)
 
-test: install .stamp-test-deps
+test: install .stamp-test-deps .stamp-nemo
 	bash scripts/test.sh
 
 install: system deps models fixtures
@@ -39,6 +39,13 @@ deps: .venv .stamp-deps
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -r requirements.txt -c constraints.txt
 	touch $@
 
+.stamp-nemo: requirements-nemo-cpu.txt constraints-nemo.txt
+	python3 -m venv .venv-nemo
+	.venv-nemo/bin/pip install -q --upgrade pip
+	.venv-nemo/bin/pip install -q torch==2.13.0
+	.venv-nemo/bin/pip install -q -r requirements-nemo-cpu.txt -c constraints-nemo.txt
+	touch $@
+
 .stamp-test-deps: requirements-test.txt .stamp-deps
 	$(PIP) install -q -r requirements-test.txt
 	touch $@
@@ -58,4 +65,4 @@ bench-transcription: install .stamp-test-deps
 	PYTHONPATH=$(CURDIR) $(PY) bench/transcription.py
 
 clean:
-	rm -rf .venv .stamp-* models fixtures
+	rm -rf .venv .venv-nemo .stamp-* models fixtures

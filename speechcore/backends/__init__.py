@@ -32,4 +32,8 @@ def load_backend(role: str, spec: BackendSpec):
     if target is None:
         raise ValueError(f"No {role} backend named {spec.backend!r}; choose one of {backend_names(role)}")
     module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)(spec)
+    try:
+        return getattr(importlib.import_module(module), cls)(spec)
+    except ModuleNotFoundError as exc:
+        raise RuntimeError(f"The {spec.backend} {role} backend needs the Python package {exc.name!r}, which is "
+                           f"not installed: pip install -r requirements-gpu.txt (GPU profile)") from exc
