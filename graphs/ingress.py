@@ -10,6 +10,8 @@ from ray import serve
 from graphs import middleware, routers
 from graphs.readiness import Readiness
 from graphs.routers import health
+from graphs.routers import speakers as speaker_routes
+from graphs.routers import voice as voice_routes
 from graphs.services import Services
 from speechcore.settings import get_settings
 from speechcore.spec import GraphSpec
@@ -18,6 +20,8 @@ app = FastAPI(title="Speech server", version="0.1.0",
               description="ASR, VAD, speakers, TTS and voice chat on Ray Serve.")
 middleware.install(app)
 app.include_router(health.router)
+app.include_router(speaker_routes.router)
+app.include_router(voice_routes.router)
 
 
 @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
