@@ -24,8 +24,8 @@ class Thresholds:
 
     @classmethod
     def from_options(cls, options: dict) -> "Thresholds":
-        return cls(cosine=float(options.get("cosine_threshold", 0.80)),
-                   as_norm=float(options.get("as_norm_threshold", 3.5)),
+        return cls(cosine=float(options.get("cosine_threshold", 0.75)),
+                   as_norm=float(options.get("as_norm_threshold", 2.4)),
                    min_cohort=int(options.get("min_cohort", 10)),
                    top_n=int(options.get("as_norm_top_n", 200)))
 
