@@ -11,7 +11,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=O
 SYSTEM_PACKAGES := espeak-ng pocketsphinx-testdata alsa-utils festival
 CONFIG ?= configs/serve_cpu.yaml
 
-.PHONY: run test install system deps models fixtures bench clean train-anti-spoof eval-speakers
+.PHONY: run test install system deps models fixtures bench clean train-anti-spoof eval-speakers cohort
 
 run: install
 	.venv/bin/serve run $(CONFIG)
@@ -66,3 +66,8 @@ train-anti-spoof: install
 
 eval-speakers: install
 	PYTHONPATH=$$PWD $(PY) bench/speaker_eval.py
+
+# AS-norm impostor cohort from recorded voices in Debian packages (into SPEECH_DATA_DIR).
+cohort: install
+	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq klettres-data asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 >/dev/null
+	$(PY) scripts/build_cohort.py --config $(CONFIG)

@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import itertools
 import time
-from pathlib import Path
-
 import numpy as np
 
 from speechcore.audio import decode_audio
 from speechcore.backends.resemblyzer_embedding import ResemblyzerEmbedding
+from speechcore.speakers.corpora import asterisk_files, decode_file, klettres_files
 from speechcore.speakers.scoring import as_norm, equal_error_rate, threshold_at_far
 from speechcore.spec import BackendSpec
 from tests.speech import CALL, FIXTURES, call_turns
-
-KLETTRES = Path("/usr/share/klettres")
-ASTERISK = Path("/usr/share/asterisk/sounds")
 
 
 def utterances() -> list[tuple[str, np.ndarray]]:
@@ -36,13 +32,11 @@ def utterances() -> list[tuple[str, np.ndarray]]:
     for group in ("librivox", "cards", "alsa"):
         out += [(group, decode_audio(p.read_bytes())) for p in sorted((FIXTURES / group).glob("*.wav"))
                 if p.stem != "Noise"]
-    for voice in ("en_US_f_Allison", "fr_CA_f_June"):
-        prompts = sorted((ASTERISK / voice).glob("*.g722"))[:40:2]
-        out += [(f"asterisk:{voice}", decode_audio(p.read_bytes(), container_format="g722")) for p in prompts]
-    for lang_dir in sorted(KLETTRES.glob("*/alpha")):
-        clips = [decode_audio(p.read_bytes()) for p in sorted(lang_dir.glob("*.ogg"))[:24]]
-        out += [(f"klettres:{lang_dir.parent.name}", np.concatenate(clips[i:i + 3]))
-                for i in range(0, len(clips) - 2, 3)]
+    for voice, prompts in asterisk_files().items():
+        out += [(f"asterisk:{voice}", decode_file(p)) for p in prompts[:40:2]]
+    for lang, letters in klettres_files("alpha").items():
+        clips = [decode_file(p) for p in letters[:24]]
+        out += [(f"klettres:{lang}", np.concatenate(clips[i:i + 3])) for i in range(0, len(clips) - 2, 3)]
     return out
 
 

@@ -166,3 +166,19 @@ def test_voice_verify_bad_ids_and_audio(api):
     assert r.status_code == 404 and "not found" in r.json()["detail"]
     r = api.post("/voice/register", files=upload(b"", "ref.wav"), data={"name": "n", "description": "d"})
     assert r.status_code == 400 and "ref.wav" in r.json()["detail"]
+
+
+def test_scores_move_to_as_norm_once_the_cohort_is_large_enough(api):
+    """Enrolling other voices (cards speaker, alsa voice) grows the impostor cohort past min_cohort."""
+    fixtures = get_settings().fixtures_dir
+    others = [("cards", p) for p in sorted((fixtures / "cards").glob("*.wav"))] + \
+        [("alsa", p) for p in sorted((fixtures / "alsa").glob("*.wav")) if p.stem != "Noise"]
+    for name, path in others:
+        api.post(f"/speakers/{name}/enroll", files=upload(path.read_bytes())).raise_for_status()
+    body = api.post("/voice/verify_with_reference", files=[
+        *files(("ref.wav", READER[0].read_bytes()), field="reference"),
+        *files(("same.wav", READER[1].read_bytes()), ("other.wav", TURNS[WOMAN_B][0]))]).json()
+    same, other = body["results"]
+    assert same["scale"] == other["scale"] == "as-norm" and same["cohort_size"] >= 10, body
+    assert same["score"] > other["score"] + 2 and other["verdict"] == "REJECT", body
+    assert same["threshold"] != 0.75  # the AS-norm threshold, not the cosine one

@@ -29,11 +29,11 @@ import numpy as np
 from speechcore.antispoof.features import DIM, NAME, spoof_features
 from speechcore.audio import decode_audio, encode_audio, resample
 from speechcore.settings import REPO_ROOT, get_settings
+from speechcore.speakers.corpora import asterisk_files, decode_file, klettres_files
 from speechcore.speakers.scoring import equal_error_rate, threshold_at_far
 
 OUT_DIR = REPO_ROOT / "models-in-repo" / "anti-spoof-lfb"
-KLETTRES = Path("/usr/share/klettres")
-ASTERISK = Path("/usr/share/asterisk/sounds")
+HELD_OUT_ASTERISK = "fr_CA_f_June"
 HELD_OUT_LANGS = {"en", "en_GB", "fr", "it", "ru", "hu"}
 TRAIN_SENTENCES = 40
 WINDOW_S = 3.0
@@ -114,19 +114,17 @@ def fake_clips() -> list[dict]:
 
 def real_clips() -> list[dict]:
     out = []
-    for path in sorted(KLETTRES.glob("*/*/*.ogg")):
-        lang = path.parent.parent.name
-        out.append({"path": path, "split": "test" if lang in HELD_OUT_LANGS else "train",
-                    "group": f"klettres:{lang}"})
-    for voice, split in (("en_US_f_Allison", "train"), ("fr_CA_f_June", "test")):
-        out += [{"path": p, "split": split, "group": f"asterisk:{voice}", "fmt": "g722"}
-                for p in sorted((ASTERISK / voice).glob("*.g722"))]
+    for lang, paths in klettres_files().items():
+        out += [{"path": p, "split": "test" if lang in HELD_OUT_LANGS else "train", "group": f"klettres:{lang}"}
+                for p in paths]
+    for voice, paths in asterisk_files().items():
+        out += [{"path": p, "split": "test" if voice == HELD_OUT_ASTERISK else "train",
+                 "group": f"asterisk:{voice}"} for p in paths]
     fixtures = get_settings().fixtures_dir
     out += [{"path": p, "split": "test", "group": f"fixture:{p.parent.name}"}
             for p in sorted(fixtures.glob("*/*.wav")) if p.stem != "Noise"]
     for clip in out:
-        clip.update(audio=decode_audio(clip["path"].read_bytes(), container_format=clip.pop("fmt", None)),
-                    label=1, engine="human")
+        clip.update(audio=decode_file(clip["path"]), label=1, engine="human")
     return out
 
 
