@@ -11,7 +11,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=O
 SYSTEM_PACKAGES := espeak-ng pocketsphinx-testdata alsa-utils festival
 CONFIG ?= configs/serve_cpu.yaml
 
-.PHONY: run test install system deps models fixtures bench clean train-anti-spoof eval-speakers cohort
+.PHONY: run test install system deps models fixtures bench bench-startup bench-transcription clean train-anti-spoof eval-speakers cohort
 
 run: install
 	.venv/bin/serve run $(CONFIG)
@@ -50,8 +50,13 @@ models: deps
 fixtures: deps system
 	$(PY) scripts/install_fixtures.py
 
-bench: install
-	$(PY) bench/startup.py
+bench: bench-startup bench-transcription
+
+bench-startup: install
+	PYTHONPATH=$(CURDIR) $(PY) bench/startup.py
+
+bench-transcription: install .stamp-test-deps
+	PYTHONPATH=$(CURDIR) $(PY) bench/transcription.py
 
 clean:
 	rm -rf .venv .stamp-* models fixtures

@@ -9,7 +9,7 @@ from ray import serve
 
 from graphs import middleware, routers
 from graphs.readiness import Readiness
-from graphs.routers import health
+from graphs.routers import gateway_speech, health, openai_audio, platform_asr
 from graphs.routers import speakers as speaker_routes
 from graphs.routers import voice as voice_routes
 from graphs.services import Services
@@ -20,6 +20,9 @@ app = FastAPI(title="Speech server", version="0.1.0",
               description="ASR, VAD, speakers, TTS and voice chat on Ray Serve.")
 middleware.install(app)
 app.include_router(health.router)
+app.include_router(platform_asr.router)
+app.include_router(gateway_speech.router)
+app.include_router(openai_audio.router)
 app.include_router(speaker_routes.router)
 app.include_router(voice_routes.router)
 

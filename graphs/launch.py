@@ -31,7 +31,8 @@ def start(config: dict, num_cpus: int | None = None) -> None:
     ray.init(address="local", namespace="serve", include_dashboard=False, num_cpus=num_cpus,
              logging_level="WARNING", configure_logging=True)
     client = api.serve_start(http_options=schema.http_options.model_dump(), proxy_location=schema.proxy_location,
-                             grpc_options=gRPCOptions(**schema.grpc_options.model_dump()))
+                             grpc_options=gRPCOptions(**schema.grpc_options.model_dump()),
+                             global_logging_config=schema.logging_config)
     client.deploy_apps(schema, _blocking=False)
 
 

@@ -17,6 +17,12 @@ log = logging.getLogger("speech.errors")
 PUBLIC_PATHS = {"/", "/health", "/healthz", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
 
 
+def app_path(scope) -> str:
+    """The path inside this application (Serve mounts apps under a route prefix = root_path)."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    return path[len(root):] or "/" if root and path.startswith(root) else path
+
+
 def error_response(request_path: str, err: ApiError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
     return JSONResponse(error_body(request_path, err.status, err.code, err.message, err.param),
@@ -37,7 +43,7 @@ class GuardMiddleware:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         settings = get_settings()
-        path = scope.get("path", "")
+        path = app_path(scope)
         headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
         if settings.api_key and scope.get("method") != "OPTIONS" and not _is_public(path):
             if not _authorized(headers, settings.api_key):
@@ -84,18 +90,18 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
-        return error_response(request.url.path, exc)
+        return error_response(app_path(request.scope), exc)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
         if isinstance(exc.__cause__, ApiError):  # FastAPI wraps errors raised while parsing the body
-            return error_response(request.url.path, exc.__cause__)
+            return error_response(app_path(request.scope), exc.__cause__)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(request.url.path, ApiError(exc.status_code, code, str(exc.detail)))
+        return error_response(app_path(request.scope), ApiError(exc.status_code, code, str(exc.detail)))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
-        path = request.url.path
+        path = app_path(request.scope)
         if family_of(path) == "detail":
             from fastapi.encoders import jsonable_encoder
             return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
@@ -106,5 +112,5 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
-        log.exception("unhandled error on %s", request.url.path)
-        return error_response(request.url.path, ApiError(500, "internal_error", f"Internal error: {type(exc).__name__}"))
+        log.exception("unhandled error on %s", app_path(request.scope))
+        return error_response(app_path(request.scope), ApiError(500, "internal_error", f"Internal error: {type(exc).__name__}"))

@@ -11,25 +11,26 @@ FIXTURES = get_settings().fixtures_dir
 CALL = FIXTURES / "call" / "sample.wav"
 
 
+def _transcripts(folder: str, listing: str) -> dict[Path, str]:
+    """Sphinx-style `<s> text </s> (file id)` lines -> {clip path: text}."""
+    out = {}
+    for line in (FIXTURES / folder / listing).read_text().splitlines():
+        m = re.match(r"<s> (.*?)\s*</s> \((.*)\)", line.strip())
+        if m:
+            out[FIXTURES / folder / f"{m.group(2)}.wav"] = m.group(1)
+    return out
+
+
 @lru_cache
 def librivox() -> dict[Path, str]:
     """LibriVox clip -> reference transcript (one reader, 16 kHz)."""
-    out = {}
-    for line in (FIXTURES / "librivox" / "transcription").read_text().splitlines():
-        m = re.match(r"<s> (.*) </s> \((.*)\)", line.strip())
-        if m:
-            out[FIXTURES / "librivox" / f"{m.group(2)}.wav"] = m.group(1)
-    return out
+    return _transcripts("librivox", "transcription")
 
 
 @lru_cache
 def cards() -> dict[Path, str]:
-    out = {}
-    for line in (FIXTURES / "cards" / "cards.transcription").read_text().splitlines():
-        m = re.match(r"<s> (.*?)\s*</s> \((.*)\)", line.strip())
-        if m:
-            out[FIXTURES / "cards" / f"{m.group(2)}.wav"] = m.group(1)
-    return out
+    """Spoken playing cards ("four queen of clubs"), another speaker."""
+    return _transcripts("cards", "cards.transcription")
 
 
 def call_turns() -> list[tuple[str, float, float]]:

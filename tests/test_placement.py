@@ -7,6 +7,7 @@ import time
 import httpx
 
 from graphs import launch
+from tests.speech import CALL
 
 
 def test_gpu_profile_without_gpu_is_reported_not_hung(base_url, serve_config):
@@ -32,6 +33,9 @@ def test_gpu_profile_without_gpu_is_reported_not_hung(base_url, serve_config):
         health = httpx.get(f"{base_url}/gpu/health", timeout=5)
         assert health.status_code == 503
         assert set(health.json()["not_ready"]) == set(rows)
+        r = httpx.post(f"{base_url}/gpu/v1/speech/transcribe", files={"audio": ("a.wav", CALL.read_bytes())},
+                       timeout=10)   # refused at once, not queued behind a replica that never starts
+        assert r.status_code == 503 and "cannot be placed" in r.json()["error"]["message"]
         # the CPU application keeps answering beside it
         assert httpx.get(f"{base_url}/health").json() == {"status": "ok"}
     finally:

@@ -1,0 +1,69 @@
+"""Speech gateway family: /v1/speech/* REST (seeds/speech-gateway-api.md).
+
+Errors: {"error": {"code", "message"}} with 400/404/413/422/500/503.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from graphs import speech, transcription
+from graphs.routers import services
+from graphs.services import Services
+from speechcore.errors import ApiError
+from speechcore.formats import segment_confidence, transcript_confidence
+from speechcore.schemas import TranscribeOptions
+
+router = APIRouter(prefix="/v1/speech", tags=["speech gateway"])
+
+
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
+
+
+@router.post("/transcribe", summary="Transcribe a complete audio file")
+async def transcribe(audio: UploadFile = File(..., description="WAV, FLAC, OGG, MP3 (also m4a, webm, opus)"),
+                     language: str | None = Form(None), word_timestamps: bool = Form(False),
+                     model: str | None = Form(None), svc: Services = Depends(services)):
+    pcm = await transcription.read_audio(audio)
+    t, _ = await transcription.transcribe(svc, pcm, model,
+                                          TranscribeOptions(language=language, word_timestamps=word_timestamps))
+    if not t.segments:
+        raise ApiError(422, "no_speech", "No speech was detected in the audio.")
+    segments = []
+    for s in t.segments:
+        seg = {"text": s.text, "start_ms": _ms(s.start), "end_ms": _ms(s.end), "confidence": segment_confidence(s)}
+        if word_timestamps:
+            seg["words"] = [{"word": w.word.strip(), "start_ms": _ms(w.start), "end_ms": _ms(w.end),
+                             "confidence": round(w.probability, 4)} for w in s.words or []]
+        segments.append(seg)
+    return {"text": t.text, "confidence": transcript_confidence(t), "language": t.language,
+            "duration_ms": _ms(t.duration), "segments": segments}
+
+
+@router.get("/models", summary="List ASR models")
+async def models(svc: Services = Depends(services)):
+    return {"models": await speech.asr_models(svc)}
+
+
+class SynthesizeRequest(BaseModel):
+    text: str = Field(..., description="Text to synthesize")
+    voice: str | None = Field(None, description="Voice name (GET /v1/speech/voices); default voice if omitted")
+    speed: float = 1.0
+    format: Literal["wav", "mp3", "ogg", "raw"] = "wav"
+
+
+@router.post("/synthesize", summary="Text to speech; the body is the audio",
+             response_class=Response, responses={200: {"content": {"audio/wav": {}}}})
+async def synthesize(body: SynthesizeRequest, svc: Services = Depends(services)):
+    data, content_type = await speech.synthesize(svc, body.text, body.voice, body.speed, body.format)
+    return Response(data, media_type=content_type)
+
+
+@router.get("/voices", summary="List TTS voices")
+async def voices(language: str | None = Query(None), svc: Services = Depends(services)):
+    return {"voices": [{k: v[k] for k in ("name", "language", "gender", "sample_rate", "quality")}
+                       for v in await speech.voices(svc, language)]}

@@ -1,0 +1,117 @@
+"""OpenAI-compatible audio and model endpoints, usable with the official `openai` client.
+
+Behaves as OpenAI's API for the same request: `whisper-1` means the server's
+default model; word timestamps need response_format=verbose_json; silence
+gives an empty text (not an error).
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi.responses import PlainTextResponse, Response
+from pydantic import BaseModel, Field
+
+from graphs import speech, transcription
+from graphs.routers import services
+from graphs.services import Services
+from speechcore.errors import ApiError
+from speechcore.formats import to_srt, to_vtt
+from speechcore.languages import NAMES
+from speechcore.schemas import Transcript, TranscribeOptions
+
+router = APIRouter(prefix="/v1", tags=["openai compatible"])
+
+ALIASES = {"whisper-1": None}   # None = the server's default ASR model
+FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+TTS_FORMATS = {"mp3": "mp3", "opus": "opus", "aac": "aac", "flac": "flac", "wav": "wav", "pcm": "pcm"}
+
+
+def _model(name: str) -> str | None:
+    return ALIASES[name] if name in ALIASES else name
+
+
+async def _run(svc: Services, file: UploadFile, model: str, options: TranscribeOptions, response_format: str,
+               granularities: list[str]):
+    if response_format not in FORMATS:
+        raise ApiError(400, "invalid_value", f"response_format must be one of {list(FORMATS)}",
+                       param="response_format")
+    unknown = set(granularities) - {"word", "segment"}
+    if unknown:
+        raise ApiError(400, "invalid_value", f"Unknown timestamp_granularities {sorted(unknown)}",
+                       param="timestamp_granularities")
+    if granularities and response_format != "verbose_json":
+        raise ApiError(400, "invalid_value", "timestamp_granularities requires response_format=verbose_json",
+                       param="timestamp_granularities")
+    if not 0.0 <= options.temperature <= 1.0:
+        raise ApiError(400, "invalid_value", "temperature must be between 0 and 1", param="temperature")
+    options.word_timestamps = "word" in granularities
+    audio = await transcription.read_audio(file)
+    t, _ = await transcription.transcribe(svc, audio, _model(model), options)
+    return _render(t, options.task, response_format, granularities)
+
+
+def _render(t: Transcript, task: str, fmt: str, granularities: list[str]):
+    if fmt == "text":
+        return PlainTextResponse(t.text + "\n")
+    if fmt == "srt":
+        return PlainTextResponse(to_srt(t.segments))
+    if fmt == "vtt":
+        return PlainTextResponse(to_vtt(t.segments), media_type="text/vtt")
+    if fmt == "json":
+        return {"text": t.text}
+    body = {"task": task, "language": NAMES.get(t.language, t.language), "duration": round(t.duration, 2),
+            "text": t.text}
+    if "segment" in granularities or not granularities:
+        body["segments"] = [{"id": s.id, "seek": 0, "start": s.start, "end": s.end, "text": s.text,
+                             "tokens": s.tokens, "temperature": s.temperature, "avg_logprob": s.avg_logprob,
+                             "compression_ratio": s.compression_ratio, "no_speech_prob": s.no_speech_prob}
+                            for s in t.segments]
+    if "word" in granularities:
+        body["words"] = [{"word": w.word.strip(), "start": w.start, "end": w.end}
+                         for s in t.segments for w in s.words or []]
+    return body
+
+
+@router.post("/audio/transcriptions", summary="OpenAI-compatible transcription")
+async def transcriptions(file: UploadFile = File(...), model: str = Form("whisper-1"),
+                         language: str | None = Form(None), prompt: str | None = Form(None),
+                         temperature: float = Form(0.0), response_format: str = Form("json"),
+                         timestamp_granularities: list[str] = Form([], alias="timestamp_granularities[]"),
+                         svc: Services = Depends(services)):
+    options = TranscribeOptions(language=language, prompt=prompt, temperature=temperature)
+    return await _run(svc, file, model, options, response_format, timestamp_granularities)
+
+
+@router.post("/audio/translations", summary="OpenAI-compatible translation to English")
+async def translations(file: UploadFile = File(...), model: str = Form("whisper-1"),
+                       prompt: str | None = Form(None), temperature: float = Form(0.0),
+                       response_format: str = Form("json"), svc: Services = Depends(services)):
+    options = TranscribeOptions(task="translate", prompt=prompt, temperature=temperature)
+    return await _run(svc, file, model, options, response_format, [])
+
+
+class SpeechRequest(BaseModel):
+    model: str = "tts-1"
+    input: str = Field(..., max_length=4096)
+    voice: str | None = None
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
+    speed: float = 1.0
+
+
+@router.post("/audio/speech", summary="OpenAI-compatible text to speech",
+             response_class=Response, responses={200: {"content": {"audio/mpeg": {}}}})
+async def audio_speech(body: SpeechRequest, svc: Services = Depends(services)):
+    names = {v["name"] for v in await speech.voices(svc)}
+    voice = body.voice if body.voice in names else None   # OpenAI voice names (alloy, ...) -> default voice
+    rate = 24000 if body.response_format == "pcm" else None  # OpenAI's pcm is 24 kHz s16le
+    data, content_type = await speech.synthesize(svc, body.input, voice, body.speed,
+                                                 TTS_FORMATS[body.response_format], sample_rate=rate)
+    return Response(data, media_type=content_type)
+
+
+@router.get("/models", summary="OpenAI-compatible model list")
+async def list_models(svc: Services = Depends(services)):
+    names = [*svc.spec.asr, *ALIASES, svc.spec.tts.model, svc.spec.llm.model]
+    return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "speech-serve"}
+                                       for n in dict.fromkeys(names)]}

@@ -1,0 +1,54 @@
+"""The synthesis request graph and model listings shared by the gateway and OpenAI families."""
+from __future__ import annotations
+
+import numpy as np
+
+from graphs.services import Services
+from speechcore.audio import encode_audio, resample
+from speechcore.errors import ApiError
+from speechcore.registry import load_registry, resolve, size_bytes
+
+SPEED_RANGE = (0.25, 4.0)
+
+
+async def voices(svc: Services, language: str | None = None) -> list[dict]:
+    info = await svc.info("tts")
+    if info is None:
+        await svc.call("tts", "info")  # answers 503 with the reason
+    found = await svc.call("tts", "voices")
+    return [v for v in found if not language or v["language"] == language.lower()]
+
+
+async def synthesize(svc: Services, text: str, voice: str | None, speed: float, fmt: str,
+                     sample_rate: int | None = None) -> tuple[bytes, str]:
+    """Text -> encoded audio bytes and content type."""
+    if not text or not text.strip():
+        raise ApiError(400, "empty_text", "`text` must not be empty.", param="text")
+    if not SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]:
+        raise ApiError(400, "invalid_speed", f"`speed` must be between {SPEED_RANGE[0]} and {SPEED_RANGE[1]}.",
+                       param="speed")
+    names = [v["name"] for v in await voices(svc)]
+    if voice and voice not in names:
+        raise ApiError(404, "voice_not_found", f"Voice {voice!r} not found; available: {names}", param="voice")
+    chunks = [c async for c in svc.stream("tts", "synthesize", text, voice, speed)]
+    rate = chunks[0].sample_rate
+    audio = np.concatenate([c.audio for c in chunks])
+    if sample_rate and sample_rate != rate:
+        audio, rate = resample(audio, rate, sample_rate), sample_rate
+    return encode_audio(audio, rate, fmt)
+
+
+async def asr_models(svc: Services) -> list[dict]:
+    """Every configured ASR model with what is really known about it."""
+    registry = load_registry()
+    out = []
+    for name, spec in svc.spec.asr.items():
+        info = await svc.info(spec.deployment) or {}
+        entry = registry.get(spec.model)
+        languages = info.get("languages") or (entry.languages if entry else "multilingual")
+        out.append({"name": name, "description": entry.description if entry else spec.model,
+                    "size_bytes": info.get("size_bytes") or size_bytes(resolve(spec.model)),
+                    "loaded": svc.readiness.states[spec.deployment].ready,
+                    "languages": languages if isinstance(languages, list) else [languages],
+                    "backend": spec.backend, "default": name == svc.spec.default_asr})
+    return out

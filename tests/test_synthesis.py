@@ -1,0 +1,63 @@
+"""TTS over HTTP: gateway /v1/speech/synthesize + /voices and OpenAI /v1/audio/speech.
+The audio is checked by transcribing it back with the server's own ASR."""
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from speechcore.audio import decode_audio
+from speechcore.textmetrics import wer
+
+TEXT = "Please confirm the order for three blue chairs."
+
+
+def transcribe_back(base_url: str, data: bytes, name: str) -> str:
+    r = httpx.post(f"{base_url}/v1/speech/transcribe", files={"audio": (name, data)}, data={"language": "en"},
+                   timeout=120)
+    return r.json()["text"]
+
+
+@pytest.mark.parametrize("fmt,content_type", [("wav", "audio/wav"), ("mp3", "audio/mpeg"), ("ogg", "audio/ogg")])
+def test_gateway_synthesize_speaks_the_text(base_url, fmt, content_type):
+    r = httpx.post(f"{base_url}/v1/speech/synthesize", json={"text": TEXT, "format": fmt}, timeout=120)
+    assert r.status_code == 200 and r.headers["content-type"] == content_type
+    assert wer(TEXT, transcribe_back(base_url, r.content, f"tts.{fmt}")) <= 0.15
+
+
+def test_gateway_synthesize_raw_and_speed(base_url):
+    normal = httpx.post(f"{base_url}/v1/speech/synthesize", json={"text": TEXT, "format": "raw"}, timeout=120)
+    fast = httpx.post(f"{base_url}/v1/speech/synthesize", json={"text": TEXT, "format": "raw", "speed": 1.5},
+                      timeout=120)
+    assert normal.headers["content-type"] == "audio/pcm" and len(normal.content) % 2 == 0
+    assert len(fast.content) < 0.8 * len(normal.content)
+
+
+def test_gateway_voices_and_errors(base_url):
+    voices = httpx.get(f"{base_url}/v1/speech/voices").json()["voices"]
+    names = {v["name"] for v in voices}
+    assert "en_US-joe-medium" in names and "espeak-fr" in names
+    assert all(set(v) == {"name", "language", "gender", "sample_rate", "quality"} for v in voices)
+    en = httpx.get(f"{base_url}/v1/speech/voices", params={"language": "en"}).json()["voices"]
+    assert en and all(v["language"] == "en" for v in en)
+    r = httpx.post(f"{base_url}/v1/speech/synthesize", json={"text": "hi", "voice": "en_US-amy-medium"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "voice_not_found"
+    assert httpx.post(f"{base_url}/v1/speech/synthesize", json={"text": " "}).status_code == 400
+    assert httpx.post(f"{base_url}/v1/speech/synthesize", json={"text": "hi", "speed": 9}).status_code == 400
+    bad = httpx.post(f"{base_url}/v1/speech/synthesize", content=b"{not json", headers={"content-type": "application/json"})
+    assert bad.status_code == 400 and "error" in bad.json()
+
+
+def test_espeak_voice_for_another_language(base_url):
+    r = httpx.post(f"{base_url}/v1/speech/synthesize", json={"text": "Bonjour tout le monde", "voice": "espeak-fr"})
+    audio = decode_audio(r.content)
+    assert r.status_code == 200 and len(audio) / 16000 > 0.8
+
+
+def test_openai_client_speech(base_url):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{base_url}/v1", api_key="x", timeout=120)
+    mp3 = client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT)
+    assert wer(TEXT, transcribe_back(base_url, mp3.content, "speech.mp3")) <= 0.15
+    pcm = client.audio.speech.create(model="tts-1", voice="alloy", input="Hello there.", response_format="pcm")
+    assert 0.5 < len(pcm.content) / 2 / 24000 < 3.0   # 24 kHz s16le as OpenAI sends
