@@ -16,13 +16,18 @@ from __future__ import annotations
 import itertools
 import time
 import numpy as np
+import yaml
 
 from speechcore.audio import decode_audio
 from speechcore.backends.resemblyzer_embedding import ResemblyzerEmbedding
 from speechcore.speakers.corpora import asterisk_files, decode_file, klettres_files
-from speechcore.speakers.scoring import as_norm, equal_error_rate, threshold_at_far
-from speechcore.spec import BackendSpec
+from speechcore.settings import REPO_ROOT
+from speechcore.speakers.scoring import Thresholds, as_norm, equal_error_rate, threshold_at_far
+from speechcore.spec import GraphSpec
 from tests.speech import CALL, FIXTURES, call_turns
+
+CPU_SPEC = GraphSpec(**yaml.safe_load((REPO_ROOT / "configs/serve_cpu.yaml").read_text())["applications"][0]["args"]
+                     ).speaker_embedding
 
 
 def utterances() -> list[tuple[str, np.ndarray]]:
@@ -50,29 +55,32 @@ def trials(labels: list[str], emb: np.ndarray, top_n: int = 200):
     return rows
 
 
-def report(name: str, genuine: list[float], impostor: list[float]) -> None:
+def report(name: str, genuine: list[float], impostor: list[float], configured: float) -> None:
     eer, thr = equal_error_rate(genuine, impostor)
+    frr, far = np.mean(np.array(genuine) < configured), np.mean(np.array(impostor) >= configured)
     print(f"| {name:22s} | {len(genuine):7d} | {len(impostor):8d} | {eer:6.2%} | {thr:8.3f} | "
-          f"{threshold_at_far(impostor, 0.01):9.3f} |")
+          f"{threshold_at_far(impostor, 0.01):9.3f} | {configured:6.2f}: FRR {frr:6.2%}, FAR {far:6.2%} |")
 
 
 def main() -> None:
     t0 = time.time()
     utts = utterances()
     labels = [lab for lab, _ in utts]
-    model = ResemblyzerEmbedding(BackendSpec(backend="resemblyzer", model="resemblyzer", options={"threads": 2}))
+    model = ResemblyzerEmbedding(CPU_SPEC)
     emb = np.stack(model.embed_batch([a for _, a in utts]))
     rows = trials(labels, emb)
     print(f"{len(utts)} utterances of {len(set(labels))} speakers, {len(rows)} trials "
           f"({time.time() - t0:.0f} s)\n")
-    print("| score                  | genuine | impostor |  EER   | thr@EER  | thr@FAR1% |")
-    print("|------------------------|---------|----------|--------|----------|-----------|")
-    for k, name in ((1, "cosine"), (2, "AS-norm")):
-        report(name, [r[k] for r in rows if r[0]], [r[k] for r in rows if not r[0]])
-    call = [i for i, lab in enumerate(labels) if lab.startswith("call:")]
-    pairs = [(labels[i] == labels[j], float(emb[i] @ emb[j])) for i, j in itertools.combinations(call, 2)]
-    report("cosine, call only", [s for g, s in pairs if g], [s for g, s in pairs if not g])
-
+    print("| score                  | genuine | impostor |  EER   | thr@EER  | thr@FAR1% | configured threshold |")
+    print("|------------------------|---------|----------|--------|----------|-----------|----------------------|")
+    thresholds = Thresholds.from_options(CPU_SPEC.options)
+    for k, name, configured in ((1, "cosine", thresholds.cosine), (2, "AS-norm", thresholds.as_norm)):
+        report(name, [r[k] for r in rows if r[0]], [r[k] for r in rows if not r[0]], configured)
+    for name, prefixes in (("cosine, fixtures only", ("call:", "librivox", "cards", "alsa")),
+                           ("cosine, call only", ("call:",))):
+        keep = [i for i, lab in enumerate(labels) if lab.startswith(prefixes)]
+        pairs = [(labels[i] == labels[j], float(emb[i] @ emb[j])) for i, j in itertools.combinations(keep, 2)]
+        report(name, [s for g, s in pairs if g], [s for g, s in pairs if not g], thresholds.cosine)
 
 if __name__ == "__main__":
     main()
