@@ -231,9 +231,8 @@ def mode_thresholds(rows: list[dict], scores: np.ndarray) -> dict:
     real = np.array([s for r, s in zip(rows, scores) if r["label"] == 1])
     fake = [s for r, s in zip(rows, scores) if r["label"] == 0]
     flex = equal_error_rate(real.tolist(), fake)[1]
-    return {"bank_top_security": round(max(threshold_at_far(fake, 0.001), flex), 4),
-            "bank_flex": round(flex, 4),
-            "consumer": round(min(float(np.quantile(real, 0.005)), flex), 4)}
+    return {"bank_top_security": max(threshold_at_far(fake, 0.001), flex), "bank_flex": flex,
+            "consumer": min(float(np.quantile(real, 0.005)), flex)}
 
 
 def operating_points(rows: list[dict], scores: np.ndarray, thresholds: dict) -> dict:

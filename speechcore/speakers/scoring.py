@@ -92,8 +92,8 @@ def equal_error_rate(genuine: list[float], impostor: list[float]) -> tuple[float
 
 def threshold_at_far(impostor: list[float], far: float) -> float:
     """Lowest threshold whose false-accept rate on `impostor` is at most `far`."""
-    i = np.sort(np.asarray(impostor, float))
+    i = np.sort(np.asarray(impostor, np.float32))  # a float32 step: also above the score in float32
     if not len(i):
         return 0.0
     k = int(np.floor(far * len(i)))
-    return float(np.nextafter(i[len(i) - 1 - k], np.inf)) if k < len(i) else float(i[0])
+    return float(np.nextafter(i[len(i) - 1 - k], np.float32(np.inf))) if k < len(i) else float(i[0])
