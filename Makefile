@@ -11,7 +11,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=O
 SYSTEM_PACKAGES := espeak-ng pocketsphinx-testdata alsa-utils festival
 CONFIG ?= configs/serve_cpu.yaml
 
-.PHONY: run test install system deps models fixtures bench bench-startup bench-transcription clean
+.PHONY: run test install system deps models fixtures bench bench-startup bench-transcription clean train-anti-spoof eval-speakers cohort
 
 run: install
 	.venv/bin/serve run $(CONFIG)
@@ -37,6 +37,7 @@ deps: .venv .stamp-deps
 .stamp-deps: requirements.txt constraints.txt pyproject.toml
 	$(PIP) install -q torch==2.13.0
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -r requirements.txt -c constraints.txt
+	$(PIP) install -q --no-deps voice2gender==0.1.1
 	touch $@
 
 .stamp-nemo: requirements-nemo-cpu.txt constraints-nemo.txt
@@ -66,3 +67,19 @@ bench-transcription: install .stamp-test-deps
 
 clean:
 	rm -rf .venv .venv-nemo .stamp-* models fixtures
+
+# Anti-spoofing model shipped in models-in-repo/anti-spoof-lfb/: real speech and TTS engines
+# from Debian, onnx for the export (training only).
+TRAIN_SYSTEM_PACKAGES := klettres-data asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 flite festvox-kdlpc16k festvox-us-slt-hts
+train-anti-spoof: install
+	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(TRAIN_SYSTEM_PACKAGES) >/dev/null
+	$(PIP) install -q -r requirements-train.txt
+	PYTHONPATH=$$PWD $(PY) training/anti_spoof.py
+
+eval-speakers: install
+	PYTHONPATH=$$PWD $(PY) bench/speaker_eval.py
+
+# AS-norm impostor cohort from recorded voices in Debian packages (into SPEECH_DATA_DIR).
+cohort: install
+	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq klettres-data asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 >/dev/null
+	$(PY) scripts/build_cohort.py --config $(CONFIG)

@@ -17,11 +17,12 @@ SUPPORTED = "wav, mp3, flac, ogg, opus, m4a, webm"
 
 
 def decode_audio(source: bytes | BinaryIO | str, sample_rate: int = SAMPLE_RATE,
-                 max_seconds: float | None = None) -> np.ndarray:
+                 max_seconds: float | None = None, container_format: str | None = None) -> np.ndarray:
     """Decode any container PyAV reads to float32 mono at `sample_rate`.
 
     Raises AudioError (4xx) for empty input, bytes that are not audio, and
     audio with no samples; a truncated file yields the part that decodes.
+    `container_format` forces a demuxer for headerless files (e.g. "g722").
     """
     import av  # PyAV ships its own FFmpeg; imported here to keep module import cheap
 
@@ -35,7 +36,7 @@ def decode_audio(source: bytes | BinaryIO | str, sample_rate: int = SAMPLE_RATE,
             raise AudioError("empty_audio", "The uploaded audio is empty (0 bytes).", status=400)
         source.seek(0)
     try:
-        container = av.open(source, mode="r", metadata_errors="ignore")
+        container = av.open(source, mode="r", format=container_format, metadata_errors="ignore")
     except (av.error.FFmpegError, ValueError, OSError) as exc:
         raise AudioError("invalid_audio_format",
                          f"The upload could not be decoded as audio ({SUPPORTED} are supported).",

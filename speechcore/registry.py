@@ -48,7 +48,8 @@ def resolve(model: str, models_dir: Path | None = None) -> str:
     if entry.source.kind == "pypi":
         return str(models_dir / model)
     if entry.source.kind == "path":
-        return entry.source.path or model
+        path = Path(entry.source.path or model)
+        return str(path if path.is_absolute() else REPO_ROOT / path)
     return entry.source.id or model
 
 

@@ -29,10 +29,14 @@ class GraphSpec(BaseModel):
     speaker_embedding: BackendSpec
     tts: BackendSpec
     llm: BackendSpec
+    anti_spoof: BackendSpec
+    voice_profile: BackendSpec
 
     def model_deployments(self) -> dict[str, tuple[str, BackendSpec]]:
         """Deployment name -> (role, spec) for every model deployment in the graph."""
         out: dict[str, tuple[str, BackendSpec]] = {a.deployment: ("asr", a) for a in self.asr.values()}
         out.update({"vad": ("vad", self.vad), "speaker_embedding": ("speaker_embedding", self.speaker_embedding),
                     "tts": ("tts", self.tts), "llm": ("llm", self.llm)})
+        out.update({"anti_spoof": ("anti_spoof", self.anti_spoof),
+                    "voice_profile": ("voice_profile", self.voice_profile)})
         return out

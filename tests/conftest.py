@@ -2,9 +2,17 @@
 for the whole test session, on a free port so parallel sessions do not collide."""
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import socket
+import tempfile
 
 import pytest
+
+# Voiceprints and other state go to a throwaway data dir (Ray workers inherit this environment).
+os.environ["SPEECH_DATA_DIR"] = tempfile.mkdtemp(prefix="speech-test-data-")
+atexit.register(shutil.rmtree, os.environ["SPEECH_DATA_DIR"], True)
 
 from graphs import launch
 

@@ -44,3 +44,13 @@ def call_turns() -> list[tuple[str, float, float]]:
 
 def call_transcript() -> str:
     return " ".join(line.split(maxsplit=5)[5] for line in (FIXTURES / "call" / "sample.stm").read_text().splitlines())
+
+
+def piper_wav(handles, text: str) -> bytes:
+    """WAV bytes of `text` spoken by the running app's TTS deployment (synthetic speech)."""
+    import numpy as np
+
+    from speechcore.audio import wav_bytes
+
+    chunks = list(handles("tts").options(stream=True).synthesize.remote(text, None, 1.0))
+    return wav_bytes(np.concatenate([c.audio for c in chunks]).astype(np.float32), chunks[0].sample_rate)

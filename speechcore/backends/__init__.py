@@ -20,6 +20,8 @@ _BACKENDS = {
     ("tts", "coqui-xtts"): "speechcore.backends.xtts_tts:XttsTTS",
     ("llm", "llama-cpp"): "speechcore.backends.llama_cpp_llm:LlamaCppLLM",
     ("llm", "vllm"): "speechcore.backends.vllm_llm:VllmLLM",
+    ("anti_spoof", "onnx-antispoof"): "speechcore.backends.onnx_antispoof:OnnxAntiSpoof",
+    ("voice_profile", "voice2gender"): "speechcore.backends.voice_profile:Voice2GenderProfile",
 }
 
 
