@@ -1,6 +1,8 @@
 """ASR deployment: one per configured model (e.g. whisper-base, whisper-tiny.en).
 
-Concurrent requests are collected by `@serve.batch` and decoded together.
+Concurrent requests are decoded together: when the model is free, everything
+that queued meanwhile becomes one batch (speechcore.batching explains why not
+`@serve.batch` here).
 """
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ class ASRDeployment(ModelDeployment):
 
     def __init__(self, spec: dict):
         super().__init__(spec)
-        self.configure_batching(self.transcribe, 8)
+        self.batcher = self.drain_batcher(self.backend.transcribe_batch, 8)
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def transcribe(self, requests: list[ASRRequest]) -> list[Transcript]:
-        return await self.run(self.backend.transcribe_batch, requests)
+    async def transcribe(self, request: ASRRequest) -> Transcript:
+        return await self.batcher.submit(request)
+
+    def batch_sizes(self) -> list[int]:
+        return self.batcher.batch_sizes
 
     async def detect_language(self, audio) -> tuple[str, float]:
         return await self.run(self.backend.detect_language, audio)

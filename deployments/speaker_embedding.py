@@ -13,8 +13,7 @@ class SpeakerEmbeddingDeployment(ModelDeployment):
 
     def __init__(self, spec: dict):
         super().__init__(spec)
-        self.configure_batching(self.embed, 16)
+        self.batcher = self.drain_batcher(self.backend.embed_batch, 16)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
-    async def embed(self, clips: list[np.ndarray]) -> list[np.ndarray]:
-        return await self.run(self.backend.embed_batch, clips)
+    async def embed(self, clip: np.ndarray) -> np.ndarray:
+        return await self.batcher.submit(clip)

@@ -121,3 +121,22 @@ def test_request_body_over_the_limit_is_refused_with_413(base_url):
     big = b"\0" * (get_settings().max_upload_bytes + 1)
     r = httpx.post(f"{base_url}/status", content=big)
     assert r.status_code == 413 and "limit" in r.json()["detail"]
+
+
+def test_asr_requests_queued_behind_a_running_batch_are_decoded_together(handles):
+    """While one long decode runs, three more requests arrive; they must share the next batch
+    (Ray Serve's @serve.batch would run them as three batches of one)."""
+    call = decode_audio(CALL.read_bytes())
+    h = handles("asr_whisper_tiny_en")
+
+    async def staggered():
+        async def one(delay):
+            await asyncio.sleep(delay)
+            req = ASRRequest(call, [(6.5, 30.0)], TranscribeOptions(language="en"))
+            return await h.transcribe.remote(req)
+
+        return await asyncio.gather(one(0), one(0.3), one(0.35), one(0.4))
+
+    results = asyncio.run(staggered())
+    assert len({r.text for r in results}) == 1 and "new jersey" in results[0].text.lower()
+    assert max(h.batch_sizes.remote().result()[-2:]) >= 3
