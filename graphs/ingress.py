@@ -10,6 +10,7 @@ from ray import serve
 from graphs import middleware, routers
 from graphs.readiness import Readiness
 from graphs.routers import health
+from graphs.routers import gateway_stream, stream_vad  # live transcription
 from graphs.services import Services
 from speechcore.settings import get_settings
 from speechcore.spec import GraphSpec
@@ -18,6 +19,8 @@ app = FastAPI(title="Speech server", version="0.1.0",
               description="ASR, VAD, speakers, TTS and voice chat on Ray Serve.")
 middleware.install(app)
 app.include_router(health.router)
+app.include_router(stream_vad.router)
+app.include_router(gateway_stream.router)
 
 
 @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})

@@ -78,6 +78,7 @@ class TurnResult:
     transcript: Transcript
     start_s: float
     end_s: float
+    offset_s: float = 0.0             # where the decoded audio starts (transcript times are relative to it)
     audio: np.ndarray | None = None   # the turn's audio, on finals (for voice profiling)
 
 
@@ -109,9 +110,11 @@ class _Turn:
 class LiveSession:
     """One stream's turn state machine. Feed 16 kHz float32 audio; results arrive through `emit`."""
 
-    def __init__(self, options: StreamOptions, vad_step: VadStep, transcribe: Transcribe, emit: Emit):
+    def __init__(self, options: StreamOptions, vad_step: VadStep, transcribe: Transcribe, emit: Emit,
+                 partials_allowed: Callable[[], bool] = lambda: True):
         self.options = options
         self._vad_step, self._transcribe, self._emit = vad_step, transcribe, emit
+        self._partials_allowed = partials_allowed     # False while the ASR is busy: finals go first
         self._state = np.zeros(STATE_SHAPE, np.float32)
         self._context = np.zeros(CONTEXT, np.float32)
         self._leftover = np.zeros(0, np.float32)
@@ -193,7 +196,9 @@ class LiveSession:
         if turn.silence >= _samples(o.speculate_ms) and turn.guess is None and turn.silence:
             turn.guess_end = self._clock
             turn.guess = self._spawn(self._decode(turn.audio(), final=True))
-        if turn.voiced - turn.partial_mark >= o.partial_interval * SAMPLE_RATE and turn.partial_task is None:
+            self._drop_partial(turn)                  # the guess supersedes it
+        if (turn.voiced - turn.partial_mark >= o.partial_interval * SAMPLE_RATE and turn.partial_task is None
+                and self._partials_allowed()):
             turn.partial_mark = turn.voiced
             turn.partial_task = self._spawn(self._partial(turn))
 
@@ -210,6 +215,12 @@ class LiveSession:
                            samples=samples, voiced=FRAME_SAMPLES, voiced_end=start + FRAME_SAMPLES)
         self._turn_ids += 1
 
+    @staticmethod
+    def _drop_partial(turn: _Turn) -> None:
+        if turn.partial_task is not None:
+            turn.partial_task.cancel()
+            turn.partial_task = None
+
     def _drop_guess(self, turn: _Turn) -> None:
         if turn.guess is not None:
             turn.guess.cancel()
@@ -217,8 +228,7 @@ class LiveSession:
 
     def _end_turn(self) -> None:
         turn, self._turn = self._turn, None
-        if turn.partial_task is not None:
-            turn.partial_task.cancel()
+        self._drop_partial(turn)
         if turn.voiced < _samples(self.options.min_speech_ms):
             self._drop_guess(turn)
             self._last_final = self._spawn(self._final(turn, None, self._last_final))
@@ -250,7 +260,8 @@ class LiveSession:
             end = turn.start + turn.samples
             transcript = await self._decode(turn.audio(), final=False)
             if self._turn is turn and self._finals_done == turn.id and transcript.text:
-                await self._emit(TurnResult(turn.id, False, transcript, *self._span(turn, transcript, end)))
+                await self._emit(TurnResult(turn.id, False, transcript, *self._span(turn, transcript, end),
+                                            offset_s=turn.start / SAMPLE_RATE))
         except asyncio.CancelledError:
             raise
         except ApiError as err:
@@ -258,7 +269,8 @@ class LiveSession:
         except Exception as exc:  # a model failure ends this partial, never the session
             log.warning("partial decode failed: %s", exc)
         finally:
-            turn.partial_task = None
+            if turn.partial_task is asyncio.current_task():
+                turn.partial_task = None
 
     async def _final(self, turn: _Turn, guess: asyncio.Task | None, previous: asyncio.Task | None) -> None:
         try:
@@ -268,7 +280,7 @@ class LiveSession:
             if transcript is not None and (transcript.text or turn.partial_mark):
                 end = turn.guess_end
                 await self._emit(TurnResult(turn.id, True, transcript, *self._span(turn, transcript, end),
-                                            audio=turn.audio(end)))
+                                            offset_s=turn.start / SAMPLE_RATE, audio=turn.audio(end)))
         except asyncio.CancelledError:
             raise
         except ApiError as err:
