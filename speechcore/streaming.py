@@ -94,6 +94,7 @@ class _Turn:
     chunks: list[np.ndarray] = field(default_factory=list)
     samples: int = 0
     voiced: int = 0                             # voiced samples so far
+    voiced_start: int = 0                       # stream sample of the first voiced frame
     voiced_end: int = 0                         # stream sample after the last voiced frame
     silence: int = 0                            # unvoiced samples since then
     partial_mark: int = 0                       # `voiced` when the last partial started
@@ -212,7 +213,8 @@ class LiveSession:
         samples = FRAME_SAMPLES * len(chunks)
         self._pre_roll = []
         self._turn = _Turn(id=self._turn_ids, start=start + FRAME_SAMPLES - samples, chunks=chunks,
-                           samples=samples, voiced=FRAME_SAMPLES, voiced_end=start + FRAME_SAMPLES)
+                           samples=samples, voiced=FRAME_SAMPLES, voiced_start=start,
+                           voiced_end=start + FRAME_SAMPLES)
         self._turn_ids += 1
 
     @staticmethod
@@ -260,7 +262,7 @@ class LiveSession:
             end = turn.start + turn.samples
             transcript = await self._decode(turn.audio(), final=False)
             if self._turn is turn and self._finals_done == turn.id and transcript.text:
-                await self._emit(TurnResult(turn.id, False, transcript, *self._span(turn, transcript, end),
+                await self._emit(TurnResult(turn.id, False, transcript, *self._span(turn, end),
                                             offset_s=turn.start / SAMPLE_RATE))
         except asyncio.CancelledError:
             raise
@@ -279,7 +281,7 @@ class LiveSession:
                 await asyncio.wait([previous])          # finals leave in turn order
             if transcript is not None and (transcript.text or turn.partial_mark):
                 end = turn.guess_end
-                await self._emit(TurnResult(turn.id, True, transcript, *self._span(turn, transcript, end),
+                await self._emit(TurnResult(turn.id, True, transcript, *self._span(turn, end),
                                             offset_s=turn.start / SAMPLE_RATE, audio=turn.audio(end)))
         except asyncio.CancelledError:
             raise
@@ -292,13 +294,9 @@ class LiveSession:
             self._finals_done = turn.id + 1
 
     @staticmethod
-    def _span(turn: _Turn, transcript: Transcript, end: int) -> tuple[float, float]:
-        """Speech span in stream seconds: the decoded segments, inside the audio that was decoded."""
-        t0, t1 = turn.start / SAMPLE_RATE, end / SAMPLE_RATE
-        if transcript.segments:
-            return (round(t0 + transcript.segments[0].start, 3),
-                    round(min(t1, t0 + transcript.segments[-1].end), 3))
-        return round(t0, 3), round(t1, 3)
+    def _span(turn: _Turn, end: int) -> tuple[float, float]:
+        """Speech span in stream seconds, from the VAD (sharper than Whisper's segment times)."""
+        return round(turn.voiced_start / SAMPLE_RATE, 3), round(min(end, turn.voiced_end) / SAMPLE_RATE, 3)
 
 
 def _forget(task: asyncio.Task) -> None:

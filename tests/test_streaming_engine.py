@@ -72,9 +72,9 @@ def test_turns_split_at_pauses_longer_than_silence_ms():
     finals = fakes.finals()
     assert len(finals) == 2
     assert [f.turn for f in finals] == [0, 1]
-    assert finals[0].start_s == pytest.approx(0.5 - 0.256, abs=0.04)   # pre-roll before the onset
-    assert finals[1].start_s == pytest.approx(3.1 - 0.256, abs=0.04)
-    assert finals[0].end_s < finals[1].start_s
+    assert finals[0].start_s == pytest.approx(0.5, abs=0.04) and finals[0].end_s == pytest.approx(2.5, abs=0.04)
+    assert finals[1].start_s == pytest.approx(3.1, abs=0.04) and finals[1].end_s == pytest.approx(4.6, abs=0.04)
+    assert finals[0].offset_s == pytest.approx(0.5 - 0.256, abs=0.04)   # decoded with pre-roll before the onset
 
 
 def test_short_pause_keeps_one_turn_and_drops_the_speculative_guess():
@@ -112,6 +112,13 @@ def test_partials_come_every_partial_interval_of_voice_and_before_the_final():
     partial_lengths = [float(e.transcript.text[:-1]) for e in fakes.events if not e.is_final]
     assert partial_lengths == sorted(partial_lengths)
     assert all(beam == 1 for _, beam in fakes.decodes)
+
+
+def test_partials_wait_while_the_asr_is_busy_but_finals_do_not():
+    fakes = Fakes()
+    s = LiveSession(StreamOptions(), fakes.vad_step, fakes.transcribe, fakes.emit, partials_allowed=lambda: False)
+    asyncio.run(stream(s, np.concatenate([tone(3.5), silence(0.5)])))
+    assert [e.is_final for e in fakes.events] == [True]
 
 
 def test_quiet_audio_under_the_rms_gate_is_not_speech():
