@@ -94,14 +94,9 @@ async def stream_platform(base_ws: str, audio: np.ndarray, speed: float = 1.0, q
                             last=[json.dumps({"type": "end"})] if end else None)
 
 
-def final_latencies(run: LiveRun, voiced_chunks: np.ndarray) -> list[float]:
-    """For each final: seconds from sending the last voiced chunk before it to its arrival."""
-    sent = np.array(run.chunk_sent)
-    out = []
-    for e, t in zip(run.events, run.arrivals):
-        if e.get("is_final") is not True:
-            continue
-        before = np.nonzero(voiced_chunks[: len(sent)] & (sent < t))[0]
-        if before.size:
-            out.append(t - sent[before[-1]])
-    return out
+def final_latencies(run: LiveRun, turn_ends: list[int]) -> list[float]:
+    """Seconds from sending the last speech chunk of turn k (`turn_ends[k]`, a chunk index) to final k."""
+    finals = [t for e, t in zip(run.events, run.arrivals) if e.get("is_final") is True]
+    if len(finals) != len(turn_ends):      # turns did not split as the clips do: no latency to pair up
+        return []
+    return [t - run.chunk_sent[k] for t, k in zip(finals, turn_ends)]

@@ -101,6 +101,10 @@ class LiveConnection:
         self.idle_timeout = self.settings.stream_idle_timeout_s
         self._send_lock = asyncio.Lock()
         self._side_tasks: set[asyncio.Task] = set()
+        self._pending: list[np.ndarray] = []            # audio received, not yet through the VAD
+        self._audio_ready = asyncio.Event()
+        self._feeder: asyncio.Task | None = None
+        self._feeding = False
         self._open = True
         self.session: LiveSession | None = None
 
@@ -146,7 +150,10 @@ class LiveConnection:
     async def _apply(self, action) -> bool:
         """Apply one parsed action; True when the session is over."""
         if isinstance(action, np.ndarray):
-            await self.session.feed(action)
+            self._pending.append(action)
+            self._audio_ready.set()
+            if self._feeder is None:
+                self._feeder = asyncio.ensure_future(self._feed())
         elif isinstance(action, LiveConfig):
             self.session.options = await self._configure(self.session.options, action.fields)
             if action.fields.get("language"):
@@ -236,8 +243,37 @@ class LiveConnection:
             except Exception:  # the client went away mid-send
                 self._open = False
 
+    async def _feed(self) -> None:
+        """Audio -> VAD, off the receive loop: a session that falls behind catches up with one
+        larger VAD call instead of one call per message, and receiving never waits on a model."""
+        while True:
+            await self._audio_ready.wait()
+            self._audio_ready.clear()
+            audio, self._pending = self._pending, []
+            if not audio:
+                continue
+            self._feeding = True
+            try:
+                await self.session.feed(np.concatenate(audio))
+            except ApiError as err:
+                await self._send(ws_error_event(self.path, err.code, err.message))
+            except Exception as exc:  # the VAD call failed: report it, keep the session
+                log.warning("VAD step failed: %s", exc)
+                await self._send(ws_error_event(self.path, "vad_failed", f"Voice activity detection failed: {exc}"))
+            finally:
+                self._feeding = False
+
+    async def _drain(self) -> None:
+        """Wait until every received chunk has been through the VAD."""
+        while (self._pending or self._feeding) and self._feeder is not None and not self._feeder.done():
+            await asyncio.sleep(0.005)
+        if self._feeder is not None:
+            self._feeder.cancel()
+            await asyncio.gather(self._feeder, return_exceptions=True)
+
     async def _finish(self, code: int, reason: str) -> None:
         """Flush: the open turn becomes final, every result is sent, then close."""
+        await self._drain()
         await self.session.finish()
         while self._side_tasks:
             await asyncio.gather(*list(self._side_tasks), return_exceptions=True)
@@ -257,6 +293,9 @@ class LiveConnection:
 
     async def _cleanup(self) -> None:
         self._open = False
+        if self._feeder is not None:
+            self._feeder.cancel()
+            await asyncio.gather(self._feeder, return_exceptions=True)
         if self.session is not None:
             await self.session.close()
         for task in list(self._side_tasks):

@@ -197,9 +197,8 @@ class LiveSession:
         if turn.silence >= _samples(o.speculate_ms) and turn.guess is None and turn.silence:
             turn.guess_end = self._clock
             turn.guess = self._spawn(self._decode(turn.audio(), final=True))
-            self._drop_partial(turn)                  # the guess supersedes it
         if (turn.voiced - turn.partial_mark >= o.partial_interval * SAMPLE_RATE and turn.partial_task is None
-                and self._partials_allowed()):
+                and turn.guess is None and self._partials_allowed()):
             turn.partial_mark = turn.voiced
             turn.partial_task = self._spawn(self._partial(turn))
 
