@@ -50,7 +50,7 @@ class StreamOptions(BaseModel):
     volume_threshold: float = Field(0.01, ge=0.0, le=1.0, description="RMS gate under which a frame is silence.")
     partial_interval: float = Field(1.0, ge=0.2, le=30.0, description="Voiced seconds between partials.")
     vad_threshold: float = Field(0.5, ge=0.05, le=0.95, description="Silero probability that opens a turn.")
-    speculate_ms: int = Field(96, ge=0, le=5000, description="Silence after which the final decode starts early.")
+    speculate_ms: int = Field(160, ge=0, le=5000, description="Silence after which the final decode starts early.")
     pre_roll_ms: int = Field(256, ge=0, le=1000, description="Audio kept before the first voiced frame.")
     min_speech_ms: int = Field(160, ge=0, le=2000, description="Turns with less voiced audio are dropped.")
     max_turn_s: float = Field(25.0, ge=2.0, le=29.0, description="A longer turn is finalised (Whisper's window).")

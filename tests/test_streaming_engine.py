@@ -83,7 +83,7 @@ def test_short_pause_keeps_one_turn_and_drops_the_speculative_guess():
     asyncio.run(stream(fakes.session(partial_interval=5.0), audio))
     finals = fakes.finals()
     assert len(finals) == 1
-    # the 0.2 s pause started a guess (after 96 ms) that speech made stale; the final covers both tones
+    # the 0.2 s pause started a guess (after 160 ms) that speech made stale; the final covers both tones
     assert len(fakes.decodes) == 2
     assert float(finals[0].transcript.text[:-1]) > 2.2
 
@@ -92,8 +92,8 @@ def test_final_reuses_the_speculative_decode():
     fakes = Fakes()
     asyncio.run(stream(fakes.session(partial_interval=5.0), np.concatenate([tone(1.5), silence(1.0)])))
     assert len(fakes.finals()) == 1 and len(fakes.decodes) == 1
-    # the guess started ~96-128 ms into the silence and is what the final reports
-    assert fakes.decodes[0][0] == pytest.approx(1.5 + 0.128, abs=0.07)
+    # the guess started ~160-192 ms into the silence and is what the final reports
+    assert fakes.decodes[0][0] == pytest.approx(1.5 + 0.176, abs=0.04)
 
 
 def test_speculation_off_decodes_at_the_end_of_the_silence():
