@@ -36,6 +36,7 @@ log = logging.getLogger("speech.live")
 
 END = "end"
 VOICE_PROFILE = "voice_profile"
+MAX_BACKLOG_S = 10.0        # audio received but not yet through the VAD, per session
 
 
 @dataclass
@@ -112,8 +113,8 @@ class LiveConnection:
         await self.ws.accept()
         LiveStats.sessions += 1
         try:
-            options = await self._configure(StreamOptions().updated(self.protocol.option_defaults),
-                                      dict(self.ws.query_params), from_query=True)
+            defaults = StreamOptions().updated(self.protocol.option_defaults)
+            options = await self._configure(defaults, dict(self.ws.query_params), from_query=True)
             self.session = LiveSession(options, self._vad_step, self._transcribe, self._emit,
                                        partials_allowed=self._asr_has_room)
             await self._loop()
@@ -154,6 +155,8 @@ class LiveConnection:
             self._audio_ready.set()
             if self._feeder is None:
                 self._feeder = asyncio.ensure_future(self._feed())
+            while sum(a.size for a in self._pending) > MAX_BACKLOG_S * 16000 and not self._feeder.done():
+                await asyncio.sleep(0.01)      # backpressure: stop reading until the VAD catches up
         elif isinstance(action, LiveConfig):
             self.session.options = await self._configure(self.session.options, action.fields)
             if action.fields.get("language"):
@@ -166,7 +169,8 @@ class LiveConnection:
     async def _configure(self, options: StreamOptions, fields: dict, from_query: bool = False) -> StreamOptions:
         """Model, SSAP and stream options from a config message or the query string."""
         if from_query and "idle_timeout_s" in fields:
-            self.idle_timeout = min(self.idle_timeout, _parse(float, fields["idle_timeout_s"], "idle_timeout_s"))
+            asked = _parse(float, fields["idle_timeout_s"], "idle_timeout_s")
+            self.idle_timeout = min(self.idle_timeout, max(1.0, asked))
         options = options.updated(fields)
         if fields.get("model") is not None:
             try:
