@@ -9,7 +9,7 @@ from ray import serve
 
 from graphs import middleware, routers
 from graphs.readiness import Readiness
-from graphs.routers import gateway_speech, health, openai_audio, platform_asr
+from graphs.routers import gateway_speech, gateway_stream, health, openai_audio, platform_asr, stream_vad
 from graphs.routers import speakers as speaker_routes
 from graphs.routers import voice as voice_routes
 from graphs.services import Services
@@ -25,6 +25,8 @@ app.include_router(gateway_speech.router)
 app.include_router(openai_audio.router)
 app.include_router(speaker_routes.router)
 app.include_router(voice_routes.router)
+app.include_router(stream_vad.router)
+app.include_router(gateway_stream.router)
 
 
 @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})

@@ -39,6 +39,9 @@ class Services:
         response = getattr(handle, method).remote(*args, **kwargs)
         try:
             return await asyncio.wait_for(response, get_settings().request_timeout_s)
+        except asyncio.CancelledError:
+            response.cancel()           # the caller gave up (e.g. a live session dropped a stale decode)
+            raise
         except asyncio.TimeoutError as exc:
             response.cancel()
             raise Unavailable(f"'{deployment}' did not answer within {get_settings().request_timeout_s:.0f} s",

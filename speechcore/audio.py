@@ -153,3 +153,54 @@ def encode_audio(audio: np.ndarray, sample_rate: int, fmt: str) -> tuple[bytes, 
         for packet in stream.encode(None):
             out.mux(packet)
     return buf.getvalue(), _CONTENT_TYPES[fmt]
+
+
+class StreamResampler:
+    """Rate conversion for a live stream, stateful so chunk edges leave no clicks."""
+
+    def __init__(self, from_rate: int, to_rate: int = SAMPLE_RATE):
+        import av
+
+        self.from_rate, self.to_rate = from_rate, to_rate
+        self._swr = av.AudioResampler(format="flt", layout="mono", rate=to_rate) if from_rate != to_rate else None
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        if self._swr is None or audio.size == 0:
+            return audio.astype(np.float32, copy=False)
+        import av
+
+        frame = av.AudioFrame.from_ndarray(audio.astype(np.float32).reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = self.from_rate
+        out = [f.to_ndarray().reshape(-1) for f in self._swr.resample(frame)]
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+class OpusPacketDecoder:
+    """Raw Opus packets (one per call, no Ogg container, as WebCodecs/RTP carry them) -> float32 mono 48 kHz."""
+
+    RATE = 48000
+
+    def __init__(self, channels: int = 1):
+        import av
+
+        self._codec = av.CodecContext.create("opus", "r")
+        self._codec.sample_rate = self.RATE
+        self._codec.layout = "stereo" if channels == 2 else "mono"
+
+    def __call__(self, packet: bytes) -> np.ndarray:
+        import av
+
+        try:
+            frames = self._codec.decode(av.Packet(packet))
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise AudioError("invalid_frame", f"Frame of {len(packet)} bytes is not a valid Opus packet.",
+                             status=400) from exc
+        out = [_mono(f.to_ndarray(), f.format.is_planar, len(f.layout.channels)) for f in frames]
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def _mono(samples: np.ndarray, planar: bool, channels: int) -> np.ndarray:
+    """PyAV frame array (planar: (channels, n); packed: (1, n * channels)) -> float32 mono."""
+    scale = 32768.0 if np.issubdtype(samples.dtype, np.integer) else 1.0
+    samples = samples.astype(np.float32) / scale
+    return samples.mean(axis=0) if planar else samples.reshape(-1, channels).mean(axis=1)

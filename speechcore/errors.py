@@ -61,3 +61,10 @@ def error_body(path: str, status: int, code: str, message: str, param: str | Non
         return {"error": {"message": message, "type": _OPENAI_TYPES.get(status, "server_error"),
                           "param": param, "code": code}}
     return {"detail": message}
+
+
+def ws_error_event(path: str, code: str, message: str) -> dict:
+    """An error as a WebSocket message: the gateway's error object, else `{"type": "error", ...}`."""
+    if family_of(path) == "gateway":
+        return error_body(path, 400, code, message)
+    return {"type": "error", "code": code, "message": message}

@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     """Upper bound on one model call made by the ingress."""
     status_refresh_s: float = 2.0
     """How often the ingress refreshes deployment readiness."""
+    stream_idle_timeout_s: float = 30.0
+    """A live-transcription socket that sends nothing for this long is flushed and closed (4408)."""
+    stream_max_frame_bytes: int = 1024 * 1024
+    """Largest WebSocket message a live-transcription session accepts (larger: close 1009)."""
+    stream_partial_backlog: int = 2
+    """Live sessions skip a partial while this many of their ASR requests are already in flight."""
     log_level: str = "WARNING"
 
 

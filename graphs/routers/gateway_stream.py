@@ -1,0 +1,86 @@
+"""Speech gateway: `WS /v1/speech/stream` (seeds/speech-gateway-api.md).
+
+First a config message (`encoding` pcm16 | float32 | opus, `sample_rate` 8000 | 16000 |
+44100 | 48000, `channels` 1 | 2; optional model, language, silence_ms, ...), then binary
+frames. Opus frames are raw Opus packets, one per message (as WebCodecs or RTP carry
+them, no Ogg container). `{"type": "end"}` flushes the last turn and closes.
+Results: `{is_final, text, confidence, language, start_ms, end_ms}`, finals with `words`;
+errors: `{"error": {"code", "message"}}`.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, WebSocket
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from graphs.live import END, LiveConfig, LiveConnection, confidence, json_message
+from graphs.routers import services
+from speechcore.audio import OpusPacketDecoder, StreamResampler, pcm_to_float
+from speechcore.streaming import StreamError, TurnResult
+
+router = APIRouter(tags=["speech gateway"])
+
+
+class StreamConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["config"]
+    encoding: Literal["pcm16", "float32", "opus"] = "pcm16"
+    sample_rate: Literal[8000, 16000, 44100, 48000] = 16000
+    channels: Literal[1, 2] = 1
+
+
+class GatewayProtocol:
+    option_defaults = {"word_timestamps": True}
+
+    def __init__(self):
+        self.decode = None
+
+    def parse(self, message: dict) -> list:
+        if self.decode is None:
+            return [self._configure(message)]
+        if message.get("bytes") is not None:
+            return [self.decode(message["bytes"])]
+        data = json_message(message)
+        if data.get("type") == "end":
+            return [END]
+        if data.get("type") == "config":
+            raise StreamError("already_configured", "The stream is already configured; send binary audio frames.")
+        raise StreamError("unknown_message", "After the config message send binary audio frames "
+                          "(or {\"type\": \"end\"}).")
+
+    def _configure(self, message: dict) -> LiveConfig:
+        if message.get("text") is None:
+            raise StreamError("config_required", "The first message must be the JSON config "
+                              "{\"type\": \"config\", \"encoding\", \"sample_rate\", \"channels\"}.", 1008)
+        data = json_message(message)
+        try:
+            config = StreamConfig(**data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            code, close = ("config_required", 1008) if where == "type" else ("invalid_config", 1003)
+            raise StreamError(code, f"{where}: {first['msg']}", close) from exc
+        to_16k = StreamResampler(OpusPacketDecoder.RATE if config.encoding == "opus" else config.sample_rate)
+        if config.encoding == "opus":
+            opus = OpusPacketDecoder(config.channels)
+            self.decode = lambda data: to_16k(opus(data))
+        else:
+            self.decode = lambda data: to_16k(pcm_to_float(data, config.encoding, config.channels))
+        return LiveConfig(data)
+
+    def result(self, r: TurnResult) -> dict:
+        t = r.transcript
+        body = {"is_final": r.is_final, "text": t.text, "confidence": confidence(t), "language": t.language,
+                "start_ms": round(r.start_s * 1000), "end_ms": round(r.end_s * 1000)}
+        if r.is_final:
+            body["words"] = [{"word": w.word.strip(), "start_ms": round((r.offset_s + w.start) * 1000),
+                              "end_ms": round((r.offset_s + w.end) * 1000), "confidence": round(w.probability, 3)}
+                             for s in t.segments for w in (s.words or [])]
+        return body
+
+
+@router.websocket("/v1/speech/stream")
+async def speech_stream(ws: WebSocket):
+    await LiveConnection(ws, services(), GatewayProtocol()).serve()

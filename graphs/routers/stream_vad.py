@@ -1,0 +1,52 @@
+"""Speech platform: `WS /ws/transcribe/vad` (seeds/voice-platform-asr-tts-chat-webrtc.md).
+
+Client: `{"audio_event": {"audio_base_64": <int16 16 kHz mono>}}`, `{"type": "config", ...}`,
+`{"type": "end"}`. Server: `{"type": "transcript", "text", "is_final"}`, `{"type": "ssap",
+"properties"}`, `{"type": "error", "code", "message"}`. Session options (query or config):
+silence_ms, volume_threshold, partial_interval, model, language, ssap, idle_timeout_s (query).
+"""
+from __future__ import annotations
+
+from fastapi import APIRouter, WebSocket
+
+from graphs.live import END, LiveConfig, LiveConnection, base64_audio, json_message, live_stats
+from graphs.routers import services
+from speechcore.audio import pcm_to_float
+from speechcore.streaming import StreamError, TurnResult
+
+router = APIRouter(tags=["live transcription"])
+
+
+class PlatformProtocol:
+    option_defaults: dict = {}
+
+    def parse(self, message: dict) -> list:
+        data = json_message(message)
+        if "audio_event" in data:
+            event = data["audio_event"]
+            if not isinstance(event, dict) or "audio_base_64" not in event:
+                raise StreamError("invalid_audio_event", "audio_event must be {\"audio_base_64\": <base64 int16>}.")
+            return [pcm_to_float(base64_audio(event["audio_base_64"]), "pcm16", 1)]
+        kind = data.get("type")
+        if kind == "config":
+            if data.get("sample_rate") not in (None, 16000):
+                raise StreamError("unsupported_sample_rate", "This endpoint takes int16 mono audio at 16000 Hz "
+                                  f"only, not {data['sample_rate']!r} (use /v1/speech/stream for other rates).", 1003)
+            return [LiveConfig(data)]
+        if kind == "end":
+            return [END]
+        raise StreamError("unknown_message", f"Unknown message (type {kind!r}); expected audio_event, "
+                          "config or end.")
+
+    def result(self, r: TurnResult) -> dict:
+        return {"type": "transcript", "text": r.transcript.text, "is_final": r.is_final}
+
+
+@router.websocket("/ws/transcribe/vad")
+async def transcribe_vad(ws: WebSocket):
+    await LiveConnection(ws, services(), PlatformProtocol(), ssap_allowed=True).serve()
+
+
+@router.get("/ws/transcribe/sessions", summary="Live transcription sessions open on this ingress replica")
+async def sessions():
+    return live_stats()
