@@ -45,11 +45,14 @@ class TranscribeOptions:
     prompt: str | None = None
     temperature: float = 0.0
     beam_size: int = 5
+    fast_window: bool = False
+    """Encode only the speech (plus the model's `fast_window_pad_s`), not a padded 30 s window:
+    faster, a little less robust; live partials ask for it. Ignored by models without the option."""
 
     def batch_key(self) -> tuple:
         """Requests with equal keys can share one batched decoder call."""
         return (self.language, self.task, self.word_timestamps, self.prompt,
-                self.temperature, self.beam_size)
+                self.temperature, self.beam_size, self.fast_window)
 
 
 @dataclass

@@ -250,7 +250,8 @@ class LiveSession:
     async def _decode(self, audio: np.ndarray, final: bool) -> Transcript:
         o = self.options
         opts = TranscribeOptions(language=self.language, word_timestamps=final and o.word_timestamps,
-                                 beam_size=o.final_beam_size if final else o.partial_beam_size)
+                                 beam_size=o.final_beam_size if final else o.partial_beam_size,
+                                 fast_window=not final)   # partials are previews: speed first
         transcript = await self._transcribe(audio, opts)
         if self.language is None and transcript.language:
             self.language = transcript.language          # detection costs a pass: do it once

@@ -3,15 +3,40 @@
 Cross-request batching: requests that share decoding options are laid end to
 end as clips of one array and decoded by faster-whisper's batched pipeline in
 one call; segments are mapped back to their request by clip.
+
+Fast window (`options.fast_window_pad_s`, used by requests with
+`fast_window`): faster-whisper pads every clip to Whisper's 30 s window, so a
+3 s utterance costs a 30 s encoder pass; a fast-window batch is padded only to
+its longest clip plus that many seconds. Measured (bench/encoder_window.py):
+whisper-base 2.5x faster with the same WER on the recorded fixtures, but the
+first word of some synthetic sentences goes wrong, so only live partials ask
+for it; tiny.en falls into repetition loops and has no such option.
+faster-whisper pads through a module-level `pad_or_trim`; it is replaced once
+by a wrapper that changes nothing unless the decoding thread set a window.
 """
 from __future__ import annotations
 
+import math
+import threading
+
+import faster_whisper.transcribe as _fw_transcribe
 import numpy as np
+from faster_whisper.audio import pad_or_trim as _pad_or_trim
 
 from speechcore.audio import SAMPLE_RATE
 from speechcore.registry import load_registry, resolve, size_bytes
 from speechcore.schemas import ASRRequest, ModelInfo, Segment, Transcript, Word
 from speechcore.spec import BackendSpec
+
+
+_window = threading.local()
+
+
+def _pad_to_window(array, length: int = 3000, *, axis: int = -1):
+    return _pad_or_trim(array, getattr(_window, "frames", None) or length, axis=axis)
+
+
+_fw_transcribe.pad_or_trim = _pad_to_window
 
 
 class FasterWhisperASR:
@@ -28,6 +53,8 @@ class FasterWhisperASR:
                                   local_files_only=opts.get("local_files_only", True))
         self.pipeline = BatchedInferencePipeline(self.model)
         self.batch_size = int(opts.get("batch_size", 8))
+        pad = opts.get("fast_window_pad_s")
+        self.fast_window_pad_s = float(pad) if pad is not None else None
         self.multilingual = bool(self.model.model.is_multilingual)
 
     def info(self) -> ModelInfo:
@@ -87,10 +114,15 @@ class FasterWhisperASR:
         if not pieces:
             return out
         o = reqs[0].options
-        segments, _ = self.pipeline.transcribe(
-            np.concatenate(pieces), language=language or None, task=o.task, clip_timestamps=clips,
-            batch_size=self.batch_size, word_timestamps=o.word_timestamps, initial_prompt=o.prompt,
-            temperature=o.temperature, beam_size=o.beam_size, without_timestamps=False)
+        _window.frames = self._window_frames(max(p.size for p in pieces) / SAMPLE_RATE) if o.fast_window else None
+        try:
+            segments, _ = self.pipeline.transcribe(
+                np.concatenate(pieces), language=language or None, task=o.task, clip_timestamps=clips,
+                batch_size=self.batch_size, word_timestamps=o.word_timestamps, initial_prompt=o.prompt,
+                temperature=o.temperature, beam_size=o.beam_size, without_timestamps=False)
+            segments = list(segments)
+        finally:
+            _window.frames = None
         starts = [c["start"] for c in clips]
         for seg in segments:
             k = max(0, int(np.searchsorted(starts, seg.start + 1e-3, side="right")) - 1)
@@ -98,6 +130,13 @@ class FasterWhisperASR:
             shift = src_start - joined_start
             out[ri].append(_segment(len(out[ri]), seg, shift))
         return out
+
+
+    def _window_frames(self, longest_s: float) -> int | None:
+        """Encoder frames (100 per second) for a batch whose longest clip is `longest_s`."""
+        if self.fast_window_pad_s is None:
+            return None
+        return min(3000, 100 * math.ceil(longest_s + self.fast_window_pad_s))
 
 
 def _segment(idx: int, seg, shift: float) -> Segment:
