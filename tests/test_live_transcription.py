@@ -12,11 +12,10 @@ import av
 import httpx
 import numpy as np
 import pytest
-import yaml
 
 from bench.live_client import chunks, platform_message, run_stream, stream_platform
 from speechcore.audio import decode_audio, float_to_pcm16, resample
-from speechcore.settings import REPO_ROOT, get_settings
+from speechcore.settings import get_settings
 from speechcore.textmetrics import wer
 from tests.speech import CALL, call_transcript, call_turns, librivox
 
@@ -99,13 +98,6 @@ def test_concurrent_sessions_are_independent(ws_url):
         assert len(finals) == 1 and wer(ref, finals[0]["text"]) <= 0.3, (ref, result.events)
 
 
-def _voice_profile_configured() -> bool:
-    config = yaml.safe_load((REPO_ROOT / "configs/serve_cpu.yaml").read_text())
-    return any(d["name"] == "voice_profile" for d in config["applications"][0]["deployments"])
-
-
-@pytest.mark.skipif(not _voice_profile_configured(),
-                    reason="the voice_profile deployment (issue 4) is not in configs/serve_cpu.yaml yet")
 @pytest.mark.parametrize("how", ["query", "config"])
 def test_ssap_events_follow_finals_when_enabled(ws_url, how):
     a, _ = clip("0880")
@@ -118,14 +110,6 @@ def test_ssap_events_follow_finals_when_enabled(ws_url, how):
     props = result.of("ssap")[0]["properties"]
     assert props and all(isinstance(v, dict) and v for v in props.values()), props
     assert all(abs(sum(v.values()) - 1) < 0.05 for v in props.values())
-
-
-@pytest.mark.skipif(_voice_profile_configured(), reason="voice_profile is deployed: SSAP works")
-def test_ssap_without_voice_profile_is_a_clear_error_and_transcripts_go_on(ws_url):
-    a, ref = clip("0880")
-    result = run(stream_platform(ws_url, np.concatenate([a, pause(0.6)]), speed=0, query=TINY + "&ssap=true"))
-    assert result.errors()[0]["code"] == "ssap_unavailable"
-    assert wer(ref, result.finals()[0]["text"]) <= 0.3 and not result.of("ssap")
 
 
 # -- /v1/speech/stream -----------------------------------------------------------------------------
