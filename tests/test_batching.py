@@ -12,16 +12,20 @@ def run(coro):
     return asyncio.run(coro)
 
 
+def recording_model(seen: list, delay: float, scale: int = 1):
+    """A fake batch model that records each batch it gets and takes `delay` seconds."""
+    async def model(items):
+        seen.append(list(items))
+        await asyncio.sleep(delay)
+        return [i * scale for i in items]
+    return model
+
+
 def test_simultaneous_calls_share_one_batch_and_get_their_own_results():
     seen = []
 
-    async def model(items):
-        seen.append(list(items))
-        await asyncio.sleep(0.05)
-        return [i * 10 for i in items]
-
     async def main():
-        b = DrainBatcher(model, max_size=8, wait_s=0.01)
+        b = DrainBatcher(recording_model(seen, 0.05, 10), max_size=8, wait_s=0.01)
         return await asyncio.gather(*(b.submit(i) for i in range(5)))
 
     assert run(main()) == [0, 10, 20, 30, 40]
@@ -31,13 +35,8 @@ def test_simultaneous_calls_share_one_batch_and_get_their_own_results():
 def test_calls_arriving_during_a_batch_form_the_next_batch_together():
     seen = []
 
-    async def model(items):
-        seen.append(list(items))
-        await asyncio.sleep(0.2)
-        return items
-
     async def main():
-        b = DrainBatcher(model, max_size=8, wait_s=0.0)
+        b = DrainBatcher(recording_model(seen, 0.2), max_size=8, wait_s=0.0)
 
         async def later(i, delay):
             await asyncio.sleep(delay)
@@ -70,19 +69,14 @@ def test_max_size_splits_and_errors_reach_every_caller_of_the_batch():
 def test_a_caller_that_went_away_is_skipped():
     seen = []
 
-    async def model(items):
-        seen.append(list(items))
-        await asyncio.sleep(0.05)
-        return items
-
     async def main():
-        b = DrainBatcher(model, max_size=8, wait_s=0.02)
-        gone = asyncio.ensure_future(b.submit("gone"))
+        b = DrainBatcher(recording_model(seen, 0.05), max_size=8, wait_s=0.02)
+        gone = asyncio.ensure_future(b.submit(7))
         await asyncio.sleep(0)
         gone.cancel()
-        assert await b.submit("kept") == "kept"
+        assert await b.submit(3) == 3
         with pytest.raises(asyncio.CancelledError):
             await gone
 
     run(main())
-    assert seen == [["kept"]]
+    assert seen == [[3]]
