@@ -16,9 +16,6 @@ class TTSDeployment(ModelDeployment):
     def voices(self) -> list[dict]:
         return self.backend.voices()
 
-    def voice_for(self, voice: str | None, language: str | None) -> str:
-        return self.backend.voice_for(voice, language)
-
     async def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0):
         """Async generator of Speech chunks; call with handle.options(stream=True)."""
         chunks = self.backend.synthesize(text, voice, speed)

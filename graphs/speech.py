@@ -12,10 +12,7 @@ SPEED_RANGE = (0.25, 4.0)
 
 
 async def voices(svc: Services, language: str | None = None) -> list[dict]:
-    info = await svc.info("tts")
-    if info is None:
-        await svc.call("tts", "info")  # answers 503 with the reason
-    found = await svc.call("tts", "voices")
+    found = await svc.call("tts", "voices")   # 503 with the reason when TTS is not running
     return [v for v in found if not language or v["language"] == language.lower()]
 
 
