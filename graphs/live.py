@@ -83,13 +83,6 @@ def base64_audio(value) -> bytes:
         raise StreamError("invalid_base64", f"audio_event.audio_base_64 is not valid base64: {exc}.") from exc
 
 
-def confidence(transcript: Transcript) -> float:
-    """Mean token probability of the decoded segments (exp of Whisper's avg log-probability)."""
-    if not transcript.segments:
-        return 0.0
-    return round(float(np.exp(np.mean([s.avg_logprob for s in transcript.segments]))), 3)
-
-
 # -- the connection -----------------------------------------------------------------------------
 class LiveConnection:
     def __init__(self, ws: WebSocket, svc: Services, protocol: LiveProtocol, ssap_allowed: bool = False):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from speechcore.schemas import Segment, Transcript
+from speechcore.schemas import Segment, Transcript, Word
 
 
 def segment_confidence(seg: Segment) -> float:
@@ -19,6 +19,16 @@ def transcript_confidence(t: Transcript) -> float:
     if not total:
         return 0.0
     return round(sum(segment_confidence(s) * max(s.end - s.start, 1e-3) for s in t.segments) / total, 4)
+
+
+def ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
+
+
+def gateway_word(w: Word, offset_s: float = 0.0) -> dict:
+    """A word as the speech gateway reports it (REST and streaming alike)."""
+    return {"word": w.word.strip(), "start_ms": ms(offset_s + w.start), "end_ms": ms(offset_s + w.end),
+            "confidence": round(w.probability, 4)}
 
 
 def _stamp(seconds: float, sep: str) -> str:

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import json
 import time
-from pathlib import Path
 
 import av
 import httpx
@@ -17,7 +16,7 @@ from bench.live_client import chunks, platform_message, run_stream, stream_platf
 from speechcore.audio import decode_audio, float_to_pcm16, resample
 from speechcore.settings import get_settings
 from speechcore.textmetrics import wer
-from tests.speech import CALL, call_transcript, call_turns, librivox
+from tests.speech import CALL, call_transcript, librivox
 
 TINY = "model=whisper-tiny.en"
 END = json.dumps({"type": "end"})

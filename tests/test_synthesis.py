@@ -61,3 +61,13 @@ def test_openai_client_speech(base_url):
     assert wer(TEXT, transcribe_back(base_url, mp3.content, "speech.mp3")) <= 0.15
     pcm = client.audio.speech.create(model="tts-1", voice="alloy", input="Hello there.", response_format="pcm")
     assert 0.5 < len(pcm.content) / 2 / 24000 < 3.0   # 24 kHz s16le as OpenAI sends
+
+
+def test_openai_speech_bad_input_is_400_in_openai_shape(base_url):
+    for body, param in [({"input": ""}, "text"), ({"input": "hi", "speed": 9}, "speed"),
+                        ({"input": "hi", "response_format": "wma"}, None), ({"voice": "alloy"}, None)]:
+        r = httpx.post(f"{base_url}/v1/audio/speech", json={"model": "tts-1", **body})
+        err = r.json()["error"]
+        assert r.status_code == 400 and err["type"] == "invalid_request_error" and err["message"], (body, r.text)
+        if param:
+            assert err["param"] == param

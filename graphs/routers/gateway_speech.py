@@ -14,14 +14,10 @@ from graphs import speech, transcription
 from graphs.routers import services
 from graphs.services import Services
 from speechcore.errors import ApiError
-from speechcore.formats import segment_confidence, transcript_confidence
+from speechcore.formats import gateway_word, ms, segment_confidence, transcript_confidence
 from speechcore.schemas import TranscribeOptions
 
 router = APIRouter(prefix="/v1/speech", tags=["speech gateway"])
-
-
-def _ms(seconds: float) -> int:
-    return int(round(seconds * 1000))
 
 
 @router.post("/transcribe", summary="Transcribe a complete audio file")
@@ -35,13 +31,12 @@ async def transcribe(audio: UploadFile = File(..., description="WAV, FLAC, OGG, 
         raise ApiError(422, "no_speech", "No speech was detected in the audio.")
     segments = []
     for s in t.segments:
-        seg = {"text": s.text, "start_ms": _ms(s.start), "end_ms": _ms(s.end), "confidence": segment_confidence(s)}
+        seg = {"text": s.text, "start_ms": ms(s.start), "end_ms": ms(s.end), "confidence": segment_confidence(s)}
         if word_timestamps:
-            seg["words"] = [{"word": w.word.strip(), "start_ms": _ms(w.start), "end_ms": _ms(w.end),
-                             "confidence": round(w.probability, 4)} for w in s.words or []]
+            seg["words"] = [gateway_word(w) for w in s.words or []]
         segments.append(seg)
     return {"text": t.text, "confidence": transcript_confidence(t), "language": t.language,
-            "duration_ms": _ms(t.duration), "segments": segments}
+            "duration_ms": ms(t.duration), "segments": segments}
 
 
 @router.get("/models", summary="List ASR models")

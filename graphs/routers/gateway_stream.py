@@ -14,9 +14,10 @@ from typing import Literal
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from graphs.live import END, LiveConfig, LiveConnection, confidence, json_message
+from graphs.live import END, LiveConfig, LiveConnection, json_message
 from graphs.routers import services
 from speechcore.audio import OpusPacketDecoder, StreamResampler, pcm_to_float
+from speechcore.formats import gateway_word, ms, transcript_confidence
 from speechcore.streaming import StreamError, TurnResult
 
 router = APIRouter(tags=["speech gateway"])
@@ -72,12 +73,10 @@ class GatewayProtocol:
 
     def result(self, r: TurnResult) -> dict:
         t = r.transcript
-        body = {"is_final": r.is_final, "text": t.text, "confidence": confidence(t), "language": t.language,
-                "start_ms": round(r.start_s * 1000), "end_ms": round(r.end_s * 1000)}
+        body = {"is_final": r.is_final, "text": t.text, "confidence": transcript_confidence(t),
+                "language": t.language, "start_ms": ms(r.start_s), "end_ms": ms(r.end_s)}
         if r.is_final:
-            body["words"] = [{"word": w.word.strip(), "start_ms": round((r.offset_s + w.start) * 1000),
-                              "end_ms": round((r.offset_s + w.end) * 1000), "confidence": round(w.probability, 3)}
-                             for s in t.segments for w in (s.words or [])]
+            body["words"] = [gateway_word(w, r.offset_s) for s in t.segments for w in (s.words or [])]
         return body
 
 
