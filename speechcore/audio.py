@@ -48,6 +48,13 @@ def decode_audio(source: bytes | BinaryIO | str, sample_rate: int = SAMPLE_RATE,
     audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
     if audio.size == 0:
         raise AudioError("no_audio", "The upload contains no audio samples (zero length or truncated).")
+    return require_finite(audio)
+
+
+def require_finite(audio: np.ndarray) -> np.ndarray:
+    """Refuse NaN/Inf samples: one of them poisons every batch and voiceprint it reaches."""
+    if not np.isfinite(audio).all():
+        raise AudioError("non_finite_samples", "The audio contains NaN or infinite sample values.", status=400)
     return audio
 
 
@@ -98,7 +105,7 @@ def pcm_to_float(data: bytes, encoding: str = "pcm16", channels: int = 1) -> np.
     if encoding == "pcm16":
         samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
     else:
-        samples = np.frombuffer(data, dtype="<f4").astype(np.float32)
+        samples = require_finite(np.frombuffer(data, dtype="<f4").astype(np.float32))
     if channels > 1:
         samples = samples.reshape(-1, channels).mean(axis=1)
     return samples

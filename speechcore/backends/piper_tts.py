@@ -82,6 +82,7 @@ class PiperTTS:
             yield Speech(audio=chunk.audio_float_array.astype(np.float32), sample_rate=chunk.sample_rate)
 
     def _espeak(self, text: str, language: str, speed: float) -> Speech:
-        wav = subprocess.run([self.espeak, "-v", language, "-s", str(int(175 * speed)), "--stdout", text],
-                             capture_output=True, check=True, timeout=60).stdout
+        # The text goes on stdin, never on the command line: text starting with "-" must stay text.
+        wav = subprocess.run([self.espeak, "-v", language, "-s", str(int(175 * speed)), "--stdout", "--stdin"],
+                             input=text.encode("utf-8"), capture_output=True, check=True, timeout=60).stdout
         return Speech(audio=decode_audio(wav, sample_rate=ESPEAK_RATE), sample_rate=ESPEAK_RATE)

@@ -57,7 +57,15 @@ def check_name(name: str) -> str:
 
 
 def _blob(embedding: np.ndarray) -> bytes:
-    return np.asarray(embedding, dtype="<f4").tobytes()
+    array = np.asarray(embedding, dtype="<f4")
+    if not np.isfinite(array).all():   # one NaN would make every later score of the store NaN
+        raise ApiError(422, "invalid_embedding", "The audio gave no usable voiceprint (non-finite embedding).")
+    return array.tobytes()
+
+
+def _finite(blobs) -> list[np.ndarray]:
+    """Stored embeddings that are usable (skips any non-finite row written before it was refused)."""
+    return [a for a in (_array(b) for b in blobs) if np.isfinite(a).all()]
 
 
 def _array(blob: bytes) -> np.ndarray:
@@ -177,6 +185,8 @@ class VoiceprintStore:
         speaker = Speaker(*row)
         for blob, path in self.conn.execute("SELECT embedding, audio_path FROM samples WHERE speaker_id=? "
                                             "AND model=? ORDER BY id", (speaker_id, model)):
+            if not _finite([blob]):
+                continue
             speaker.embeddings.append(_array(blob))
             if path:
                 speaker.audio_paths.append(path)
@@ -196,7 +206,8 @@ class VoiceprintStore:
             "SELECT embedding FROM cohort WHERE model=? UNION ALL "
             "SELECT embedding FROM samples WHERE model=? AND speaker_id IS NOT ?",
             (model, model, exclude_speaker)).fetchall()
-        return np.stack([_array(r[0]) for r in rows]) if rows else np.zeros((0, 0), np.float32)
+        usable = _finite(r[0] for r in rows)
+        return np.stack(usable) if usable else np.zeros((0, 0), np.float32)
 
     def cohort_size(self, model: str) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM cohort WHERE model=?", (model,)).fetchone()[0]
