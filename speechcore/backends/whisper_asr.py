@@ -30,6 +30,8 @@ from speechcore.spec import BackendSpec
 
 
 _window = threading.local()
+TAIL_S = 1.0        # an uncovered clip tail longer than this is decoded again
+TAIL_PASSES = 2
 
 
 def _pad_to_window(array, length: int = 3000, *, axis: int = -1):
@@ -97,7 +99,12 @@ class FasterWhisperASR:
         return self.detect_language(speech)
 
     def _decode_group(self, reqs: list[ASRRequest], language: str) -> list[list[Segment]]:
-        """Decode every clip of every request in one batched pipeline call."""
+        """Decode every clip of every request in one batched pipeline call.
+
+        The batched pipeline decodes each clip in one pass (no seek loop): when Whisper ends a clip
+        early, the rest of it would be lost. A clip whose segments stop more than `TAIL_S` before its
+        end gets its uncovered tail decoded again (batched too), at most `TAIL_PASSES` times.
+        """
         pieces, clips, owners = [], [], []   # owners: (request index, clip start in source, clip start in joined)
         cursor = 0
         for ri, r in enumerate(reqs):
@@ -113,30 +120,51 @@ class FasterWhisperASR:
         out: list[list[Segment]] = [[] for _ in reqs]
         if not pieces:
             return out
-        o = reqs[0].options
-        _window.frames = self._window_frames(max(p.size for p in pieces) / SAMPLE_RATE) if o.fast_window else None
-        try:
-            segments, _ = self.pipeline.transcribe(
-                np.concatenate(pieces), language=language or None, task=o.task, clip_timestamps=clips,
-                batch_size=self.batch_size, word_timestamps=o.word_timestamps, initial_prompt=o.prompt,
-                temperature=o.temperature, beam_size=o.beam_size, without_timestamps=False)
-            segments = list(segments)
-        finally:
-            _window.frames = None
+        joined = np.concatenate(pieces)
         starts = [c["start"] for c in clips]
-        for seg in segments:
-            k = max(0, int(np.searchsorted(starts, seg.start + 1e-3, side="right")) - 1)
-            ri, src_start, joined_start = owners[k]
-            shift = src_start - joined_start
-            out[ri].append(_segment(len(out[ri]), seg, shift))
+        todo, first = clips, True
+        for _ in range(1 + TAIL_PASSES):
+            covered: dict[int, float] = {}
+            for seg in self._run_pipeline(joined, todo, reqs[0].options, language, max(p.size for p in pieces)):
+                if not first and _likely_silence(seg):
+                    continue
+                k = max(0, int(np.searchsorted(starts, seg.start + 1e-3, side="right")) - 1)
+                ri, src_start, joined_start = owners[k]
+                out[ri].append(_segment(0, seg, src_start - joined_start))
+                covered[k] = max(covered.get(k, clips[k]["start"]), seg.end)
+            todo = [{"start": covered[k], "end": c["end"]} for k, c in enumerate(clips)
+                    if k in covered and c["end"] - covered[k] > TAIL_S
+                    and any(t["start"] <= covered[k] < t["end"] for t in todo)]
+            first = False
+            if not todo:
+                break
+        for segments in out:
+            segments.sort(key=lambda s: s.start)
+            for i, s in enumerate(segments):
+                s.id = i
         return out
 
+    def _run_pipeline(self, audio: np.ndarray, clips: list[dict], o, language: str, longest: int) -> list:
+        _window.frames = self._window_frames(longest / SAMPLE_RATE) if o.fast_window else None
+        try:
+            segments, _ = self.pipeline.transcribe(
+                audio, language=language or None, task=o.task, clip_timestamps=clips,
+                batch_size=self.batch_size, word_timestamps=o.word_timestamps, initial_prompt=o.prompt,
+                temperature=o.temperature, beam_size=o.beam_size, without_timestamps=False)
+            return list(segments)
+        finally:
+            _window.frames = None
 
     def _window_frames(self, longest_s: float) -> int | None:
         """Encoder frames (100 per second) for a batch whose longest clip is `longest_s`."""
         if self.fast_window_pad_s is None:
             return None
         return min(3000, 100 * math.ceil(longest_s + self.fast_window_pad_s))
+
+
+def _likely_silence(seg) -> bool:
+    """Whisper's own no-speech rule, applied to tail re-decodes (a tail may be only breath or noise)."""
+    return seg.no_speech_prob > 0.6 and seg.avg_logprob < -1.0
 
 
 def _segment(idx: int, seg, shift: float) -> Segment:
