@@ -1,13 +1,106 @@
-"""Handles to the model deployments, guarded by readiness. What routers and graphs call."""
+"""A typed facade over the model deployments: what routers and graphs call.
+
+`svc.vad.regions(audio)`, `svc.asr(model).transcribe(request)`,
+`svc.speaker_embedding.embed(audio)`, `svc.tts.synthesize(...)` (async
+iterator), ... Every call goes through one guard: a deployment that is not
+ready answers 503 at once with the reason, a call that outlives its timeout is
+cancelled and answers 503 `timeout`, and a caller that goes away cancels the
+call it made (the deployment drops queued work of cancelled callers).
+"""
 from __future__ import annotations
 
 import asyncio
 from typing import Any, AsyncIterator
 
+import numpy as np
+
 from graphs.readiness import Readiness
 from speechcore.errors import ApiError, Unavailable
+from speechcore.schemas import ASRRequest, ChatMessage, Speech, Transcript
 from speechcore.settings import get_settings
 from speechcore.spec import GraphSpec
+
+
+class DeploymentClient:
+    """Calls to one deployment, guarded by readiness, bounded by a timeout, cancelled with their caller."""
+
+    def __init__(self, svc: Services, deployment: str):
+        self.svc = svc
+        self.deployment = deployment
+
+    def handle(self) -> Any:
+        """The deployment's handle, or 503 with the reason it is not ready."""
+        return self.svc._ready_handle(self.deployment)
+
+    async def call(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
+        timeout_s = timeout_s or get_settings().request_timeout_s
+        response = getattr(self.handle(), method).remote(*args)
+        try:
+            return await asyncio.wait_for(response, timeout_s)
+        except asyncio.CancelledError:
+            response.cancel()           # the caller gave up (e.g. a live session dropped a stale decode)
+            raise
+        except asyncio.TimeoutError as exc:
+            response.cancel()
+            raise Unavailable(f"'{self.deployment}' did not answer within {timeout_s:.0f} s",
+                              code="timeout") from exc
+
+    async def stream(self, method: str, *args: Any) -> AsyncIterator[Any]:
+        handle = self.handle().options(stream=True)
+        async for item in getattr(handle, method).remote(*args):
+            yield item
+
+    async def info(self) -> dict[str, Any] | None:
+        return await self.svc.info(self.deployment)
+
+
+class VAD(DeploymentClient):
+    async def regions(self, audio: np.ndarray) -> list[tuple[float, float]]:
+        """Speech regions (seconds) of a whole recording."""
+        return await self.call("regions", audio)
+
+
+class ASR(DeploymentClient):
+    async def transcribe(self, request: ASRRequest) -> Transcript:
+        return await self.call("transcribe", request)
+
+    async def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
+        return await self.call("detect_language", audio)
+
+
+class SpeakerEmbedding(DeploymentClient):
+    async def embed(self, audio: np.ndarray) -> np.ndarray:
+        return np.asarray(await self.call("embed", audio), dtype=np.float32)
+
+
+class TTS(DeploymentClient):
+    async def voices(self) -> list[dict[str, Any]]:
+        return await self.call("voices")
+
+    def synthesize(self, text: str, voice: str | None, speed: float) -> AsyncIterator[Speech]:
+        """Speech chunks (one per sentence) as they are synthesized."""
+        return self.stream("synthesize", text, voice, speed)
+
+
+class AntiSpoof(DeploymentClient):
+    async def detect(self, audio: np.ndarray, mode: str) -> dict[str, Any]:
+        return await self.call("detect", audio, mode)
+
+
+class VoiceProfile(DeploymentClient):
+    async def profile(self, audio: np.ndarray) -> dict[str, dict[str, float]]:
+        """Property -> {label: probability}, only for properties a loaded model backs."""
+        return await self.call("profile", audio)
+
+    async def unavailable(self) -> dict[str, str]:
+        return await self.call("unavailable")
+
+
+class LLM(DeploymentClient):
+    def stream_chat(self, messages: list[ChatMessage], max_tokens: int = 256,
+                    temperature: float = 0.7) -> AsyncIterator[str]:
+        """Text pieces as the model generates them."""
+        return self.stream("stream", messages, max_tokens, temperature)
 
 
 class Services:
@@ -16,7 +109,17 @@ class Services:
         self.handles = handles          # deployment name -> DeploymentHandle
         self.readiness = readiness
         self.roles = {name: role for name, (role, _) in spec.model_deployments().items()}
-        self._info: dict[str, dict] = {}
+        self._info: dict[str, dict[str, Any]] = {}
+        self.vad = VAD(self, "vad")
+        self.speaker_embedding = SpeakerEmbedding(self, "speaker_embedding")
+        self.tts = TTS(self, "tts")
+        self.anti_spoof = AntiSpoof(self, "anti_spoof")
+        self.voice_profile = VoiceProfile(self, "voice_profile")
+        self.llm = LLM(self, "llm")
+
+    def asr(self, model: str | None) -> ASR:
+        """The ASR deployment serving the public model name (None: the default); 404 if not configured."""
+        return ASR(self, self.asr_deployment(model))
 
     def asr_deployment(self, model: str | None) -> str:
         """Deployment serving the public ASR model name; 404 for a name not configured."""
@@ -26,7 +129,7 @@ class Services:
                            f"Model {name!r} not found; available: {sorted(self.spec.asr)}", param="model")
         return self.spec.asr[name].deployment
 
-    def _ready_handle(self, deployment: str):
+    def _ready_handle(self, deployment: str) -> Any:
         state = self.readiness.states.get(deployment)
         if state is None or not state.ready:
             why = f": {state.message}" if state and state.message else ""
@@ -34,25 +137,11 @@ class Services:
                               f"is not ready ({state.status if state else 'unknown'}){why}")
         return self.handles[deployment]
 
-    async def call(self, deployment: str, method: str, *args, **kwargs) -> Any:
-        handle = self._ready_handle(deployment)
-        response = getattr(handle, method).remote(*args, **kwargs)
-        try:
-            return await asyncio.wait_for(response, get_settings().request_timeout_s)
-        except asyncio.CancelledError:
-            response.cancel()           # the caller gave up (e.g. a live session dropped a stale decode)
-            raise
-        except asyncio.TimeoutError as exc:
-            response.cancel()
-            raise Unavailable(f"'{deployment}' did not answer within {get_settings().request_timeout_s:.0f} s",
-                              code="timeout") from exc
+    async def call(self, deployment: str, method: str, *args: Any) -> Any:
+        """Untyped call by name; kept only for graphs/live.py until it moves to the typed clients."""
+        return await DeploymentClient(self, deployment).call(method, *args)
 
-    async def stream(self, deployment: str, method: str, *args, **kwargs) -> AsyncIterator[Any]:
-        handle = self._ready_handle(deployment).options(stream=True)
-        async for item in getattr(handle, method).remote(*args, **kwargs):
-            yield item
-
-    async def info(self, deployment: str) -> dict | None:
+    async def info(self, deployment: str) -> dict[str, Any] | None:
         """The backend's ModelInfo as a dict, cached once the deployment answers."""
         if deployment not in self._info and self.readiness.states[deployment].ready:
             try:

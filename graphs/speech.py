@@ -12,7 +12,7 @@ SPEED_RANGE = (0.25, 4.0)
 
 
 async def voices(svc: Services, language: str | None = None) -> list[dict]:
-    found = await svc.call("tts", "voices")   # 503 with the reason when TTS is not running
+    found = await svc.tts.voices()   # 503 with the reason when TTS is not running
     return [v for v in found if not language or v["language"] == language.lower()]
 
 
@@ -27,7 +27,7 @@ async def synthesize(svc: Services, text: str, voice: str | None, speed: float, 
     names = [v["name"] for v in await voices(svc)]
     if voice and voice not in names:
         raise ApiError(404, "voice_not_found", f"Voice {voice!r} not found; available: {names}", param="voice")
-    chunks = [c async for c in svc.stream("tts", "synthesize", text, voice, speed)]
+    chunks = [c async for c in svc.tts.synthesize(text, voice, speed)]
     rate = chunks[0].sample_rate
     audio = np.concatenate([c.audio for c in chunks])
     if sample_rate and sample_rate != rate:

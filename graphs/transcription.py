@@ -11,7 +11,7 @@ import time
 import numpy as np
 from fastapi import UploadFile
 
-from graphs.services import Services
+from graphs.services import ASR, Services
 from speechcore.audio import decode_audio
 from speechcore.errors import ApiError
 from speechcore.languages import normalize_language
@@ -32,20 +32,20 @@ async def transcribe(svc: Services, audio: np.ndarray, model: str | None,
                      options: TranscribeOptions) -> tuple[Transcript, float]:
     """(transcript, processing seconds). Silence yields an empty transcript; callers decide."""
     started = time.perf_counter()
-    deployment = svc.asr_deployment(model)
+    asr = svc.asr(model)
     options.language = normalize_language(options.language)
-    await _check_model_supports(svc, deployment, model, options)
-    regions = await svc.call("vad", "regions", audio)
+    await _check_model_supports(svc, asr, model, options)
+    regions = await svc.vad.regions(audio)
     chunks = merge_for_decoding(regions, MAX_CHUNK_S, MERGE_GAP_S)
-    transcript = await svc.call(deployment, "transcribe", ASRRequest(audio, chunks, options))
+    transcript = await asr.transcribe(ASRRequest(audio, chunks, options))
     return transcript, time.perf_counter() - started
 
 
-async def _check_model_supports(svc: Services, deployment: str, model: str | None,
+async def _check_model_supports(svc: Services, asr: ASR, model: str | None,
                                 options: TranscribeOptions) -> None:
-    info = await svc.info(deployment)
+    info = await asr.info()
     if not info:
-        return  # not ready: svc.call answers 503 next
+        return  # not ready: the call answers 503 next
     name = model or svc.spec.default_asr
     languages = info["languages"]
     if options.language and isinstance(languages, list) and options.language not in languages:

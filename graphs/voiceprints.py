@@ -61,7 +61,7 @@ class Voiceprints:
         return Thresholds.from_options(self.svc.spec.speaker_embedding.options)
 
     async def embed(self, audio: np.ndarray) -> np.ndarray:
-        return np.asarray(await self.svc.call("speaker_embedding", "embed", audio), dtype=np.float32)
+        return await self.svc.speaker_embedding.embed(audio)
 
     async def embed_all(self, clips: list[np.ndarray]) -> list[np.ndarray]:
         return list(await asyncio.gather(*(self.embed(c) for c in clips)))

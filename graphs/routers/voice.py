@@ -64,13 +64,13 @@ async def verify_with_reference(reference: UploadFile = File(...), files: list[U
 async def anti_spoof(files: list[UploadFile] = File(...), mode: SpoofMode = Form("bank_flex"),
                      svc: Services = Depends(services)):
     clips = await _decode_all(files)
-    verdicts = await asyncio.gather(*(svc.call("anti_spoof", "detect", c, mode) for c in clips))
+    verdicts = await asyncio.gather(*(svc.anti_spoof.detect(c, mode) for c in clips))
     return {"mode": mode, "results": [{"file": f.filename, **v} for f, v in zip(files, verdicts)]}
 
 
 @router.post("/profile", summary="Voice profile: distributions of the properties a real model backs")
 async def profile(file: UploadFile = File(...), svc: Services = Depends(services)):
     audio = await decode_upload(file)
-    properties, unavailable = await asyncio.gather(svc.call("voice_profile", "profile", audio),
-                                                   svc.call("voice_profile", "unavailable"))
+    properties, unavailable = await asyncio.gather(svc.voice_profile.profile(audio),
+                                                   svc.voice_profile.unavailable())
     return {"file": file.filename, "properties": properties, "unavailable": unavailable}
