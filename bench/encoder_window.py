@@ -11,12 +11,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import table  # noqa: E402
-from graphs.transcription import MAX_CHUNK_S, MERGE_GAP_S  # noqa: E402
 from speechcore.audio import decode_audio  # noqa: E402
 from speechcore.backends.silero_vad import SileroVAD  # noqa: E402
 from speechcore.backends.whisper_asr import FasterWhisperASR  # noqa: E402
 from speechcore.schemas import ASRRequest, TranscribeOptions  # noqa: E402
 from speechcore.spec import BackendSpec  # noqa: E402
+from speechcore.pipelines.transcription import PlanLimits  # noqa: E402
 from speechcore.textmetrics import wer  # noqa: E402
 from speechcore.vad import merge_for_decoding, speech_regions  # noqa: E402
 from tests.speech import CALL, call_transcript, cards, librivox  # noqa: E402
@@ -30,7 +30,7 @@ def main() -> None:
     for path, ref in {**librivox(), **cards(), CALL: call_transcript()}.items():
         audio = decode_audio(path.read_bytes())
         regions = speech_regions(vad.frame_probs(audio), len(audio) / 16000)
-        clips.append((audio, merge_for_decoding(regions, MAX_CHUNK_S, MERGE_GAP_S), ref))
+        clips.append((audio, merge_for_decoding(regions, PlanLimits.max_chunk_s, PlanLimits.merge_gap_s), ref))
     words = sum(len(ref.split()) for *_, ref in clips)
     rows = []
     for model in ("whisper-tiny.en", "whisper-base"):

@@ -27,7 +27,7 @@ if sys.argv[1] == "bare":
     path = "/"
 else:
     config = launch.load_config("configs/serve_cpu.yaml", port=port)
-    path = "/health"
+    path = "/readyz"
 launch.start(config)
 ready = launch.wait_ready(f"http://127.0.0.1:{port}", 600, path)
 total = time.time() - t0

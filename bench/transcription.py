@@ -20,7 +20,6 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import free_port, table  # noqa: E402
 from graphs import launch  # noqa: E402
-from graphs.transcription import MAX_CHUNK_S, MERGE_GAP_S  # noqa: E402
 from speechcore.audio import decode_audio  # noqa: E402
 from speechcore.textmetrics import wer  # noqa: E402
 from tests.speech import CALL, call_transcript, cards, librivox  # noqa: E402
@@ -31,9 +30,10 @@ REPEATS = 3
 def in_process(model_dir: str, threads: int):
     from speechcore.backends.silero_vad import SileroVAD
     from speechcore.backends.whisper_asr import FasterWhisperASR
-    from speechcore.schemas import ASRRequest, TranscribeOptions
+    from speechcore.schemas import TranscribeOptions
     from speechcore.spec import BackendSpec
-    from speechcore.vad import merge_for_decoding, speech_regions
+    from speechcore.pipelines.transcription import asr_requests, merge_transcripts, plan_transcription
+    from speechcore.vad import speech_regions
 
     vad = SileroVAD(BackendSpec(backend="silero-onnx", model="silero-vad"))
     asr = FasterWhisperASR(BackendSpec(backend="faster-whisper", model=model_dir,
@@ -41,9 +41,10 @@ def in_process(model_dir: str, threads: int):
 
     def run(data: bytes) -> str:
         audio = decode_audio(data)
-        chunks = merge_for_decoding(speech_regions(vad.frame_probs(audio), len(audio) / 16000), MAX_CHUNK_S,
-                                    MERGE_GAP_S)
-        return asr.transcribe_batch([ASRRequest(audio, chunks, TranscribeOptions(language="en"))])[0].text
+        options = TranscribeOptions(language="en")
+        plan = plan_transcription(speech_regions(vad.frame_probs(audio), len(audio) / 16000))
+        parts = asr.transcribe_batch(asr_requests(audio, plan, options))   # the server's plan, in one process
+        return merge_transcripts(plan, parts, len(audio) / 16000, options).text
     return run
 
 

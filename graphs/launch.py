@@ -44,7 +44,7 @@ def deploy(config: dict) -> None:
     _get_global_client().deploy_apps(ServeDeploySchema.model_validate(config), _blocking=False)
 
 
-def wait_ready(base_url: str, timeout_s: float = 300, path: str = "/health") -> float:
+def wait_ready(base_url: str, timeout_s: float = 300, path: str = "/readyz") -> float:
     """Seconds until `path` answers 200; raises TimeoutError with the last answer."""
     start_t = time.time()
     last = ""

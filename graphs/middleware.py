@@ -1,4 +1,4 @@
-"""One auth layer, one upload limit, one error format per API family."""
+"""One auth layer, one CORS policy, one upload limit, one error format per API family."""
 from __future__ import annotations
 
 import hmac
@@ -7,14 +7,16 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from speechcore.errors import ApiError, UploadTooLarge, error_body, family_of
 from speechcore.settings import get_settings
 
 log = logging.getLogger("speech.errors")
 
-PUBLIC_PATHS = {"/", "/health", "/healthz", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
+PUBLIC_PATHS = {"/", "/health", "/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
 
 
 def app_path(scope) -> str:
@@ -60,6 +62,37 @@ class GuardMiddleware:
         return await self.app(scope, receive, send)
 
 
+class CorsGate:
+    """ASGI middleware: CORS per `SPEECH_CORS_ORIGINS` (read per request, like the API key).
+
+    An allowed origin gets Starlette's CORS headers (preflights answer 200 with
+    every method and requested header allowed). A preflight from any other
+    origin, or from any origin when none is configured, answers 403 in the
+    family's error shape, never 405; other requests from it pass unchanged and
+    without CORS headers, so the browser withholds the response.
+    """
+
+    def __init__(self, app):
+        self.app = app
+        self._cors: dict[tuple[str, ...], CORSMiddleware] = {}
+
+    async def __call__(self, scope, receive, send):
+        origin = Headers(scope=scope).get("origin") if scope["type"] == "http" else None
+        if not origin:
+            return await self.app(scope, receive, send)
+        origins = tuple(get_settings().cors_origins)
+        if "*" in origins or origin.rstrip("/") in origins:
+            if origins not in self._cors:
+                self._cors[origins] = CORSMiddleware(self.app, allow_origins=list(origins), allow_methods=["*"],
+                                                     allow_headers=["*"], max_age=600)
+            return await self._cors[origins](scope, receive, send)
+        if scope["method"] == "OPTIONS" and "access-control-request-method" in Headers(scope=scope):
+            err = ApiError(403, "origin_not_allowed", f"Cross-origin requests from {origin!r} are not allowed "
+                           "(the server's SPEECH_CORS_ORIGINS does not list it).")
+            return await error_response(app_path(scope), err)(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 def _limited(receive, limit: int):
     seen = 0
 
@@ -87,6 +120,7 @@ def _authorized(headers: dict[str, str], key: str) -> bool:
 
 def install(app: FastAPI) -> None:
     app.add_middleware(GuardMiddleware)
+    app.add_middleware(CorsGate)   # outermost: auth and size errors carry CORS headers too
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):

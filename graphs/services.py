@@ -143,7 +143,7 @@ class Services:
 
     async def info(self, deployment: str) -> dict[str, Any] | None:
         """The backend's ModelInfo as a dict, cached once the deployment answers."""
-        if deployment not in self._info and self.readiness.states[deployment].ready:
+        if deployment not in self._info and self.readiness.states[deployment].running:   # never wakes one at zero
             try:
                 self._info[deployment] = await asyncio.wait_for(self.handles[deployment].info.remote(), 10)
             except Exception:

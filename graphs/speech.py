@@ -45,7 +45,7 @@ async def asr_models(svc: Services) -> list[dict]:
         languages = info.get("languages") or (entry.languages if entry else "multilingual")
         out.append({"name": name, "description": entry.description if entry else spec.model,
                     "size_bytes": info.get("size_bytes") or size_bytes(resolve(spec.model)),
-                    "loaded": svc.readiness.states[spec.deployment].ready,
+                    "loaded": svc.readiness.states[spec.deployment].running,
                     "languages": languages if isinstance(languages, list) else [languages],
                     "backend": spec.backend, "default": name == svc.spec.default_asr})
     return out

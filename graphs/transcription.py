@@ -1,52 +1,56 @@
-"""The file-transcription request graph: decoded audio -> VAD regions -> batched ASR.
+"""The file-transcription request graph: audio array -> VAD regions -> planned ASR requests -> one Transcript.
 
 Shared by every HTTP family (platform, gateway, OpenAI); each router only
-formats the Transcript this returns.
+formats the Transcript this returns. It takes decoded audio, never an HTTP
+type; planning and merging are the pure steps of speechcore.pipelines, which
+a job worker or a Ray Data stage calls the same way.
 """
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import numpy as np
-from fastapi import UploadFile
 
 from graphs.services import ASR, Services
-from speechcore.audio import decode_audio
+from speechcore.audio import SAMPLE_RATE
 from speechcore.errors import ApiError
 from speechcore.languages import normalize_language
-from speechcore.schemas import ASRRequest, Transcript, TranscribeOptions
-from speechcore.settings import get_settings
-from speechcore.vad import merge_for_decoding
-
-MAX_CHUNK_S = 28.0   # Whisper's window is 30 s; leave room for padding
-MERGE_GAP_S = 0.5    # regions closer than this are decoded as one chunk
+from speechcore.pipelines.segments import sentence_segments
+from speechcore.pipelines.transcription import asr_requests, merge_transcripts, plan_transcription, speech_sample
+from speechcore.schemas import Transcript, TranscribeOptions
 
 
-async def read_audio(upload: UploadFile) -> np.ndarray:
-    """Decode an uploaded file (already spooled to disk in chunks by the multipart parser)."""
-    return await asyncio.to_thread(decode_audio, upload.file, 16000, get_settings().max_audio_seconds)
+async def transcribe(svc: Services, audio: np.ndarray, model: str | None, options: TranscribeOptions,
+                     sentences: bool = False) -> tuple[Transcript, float]:
+    """(transcript, processing seconds). Silence yields an empty transcript (no segments).
 
-
-async def transcribe(svc: Services, audio: np.ndarray, model: str | None,
-                     options: TranscribeOptions) -> tuple[Transcript, float]:
-    """(transcript, processing seconds). Silence yields an empty transcript; callers decide."""
+    `sentences`: segments cut at sentence punctuation by word timestamps (for
+    subtitles and verbose listings) rather than one per decode chunk.
+    """
     started = time.perf_counter()
     asr = svc.asr(model)
+    name = model or svc.spec.default_asr
     options.language = normalize_language(options.language)
-    await _check_model_supports(svc, asr, model, options)
-    regions = await svc.vad.regions(audio)
-    chunks = merge_for_decoding(regions, MAX_CHUNK_S, MERGE_GAP_S)
-    transcript = await asr.transcribe(ASRRequest(audio, chunks, options))
+    await _check_model_supports(asr, name, options)
+    plan = plan_transcription(await svc.vad.regions(audio))
+    decode = replace(options, word_timestamps=options.word_timestamps or sentences)
+    if len(plan) > 1 and not decode.language:   # one language for the whole recording, detected once
+        decode.language, _ = await asr.detect_language(speech_sample(audio, plan))
+    parts = await asyncio.gather(*(asr.transcribe(r) for r in asr_requests(audio, plan, decode)))
+    transcript = merge_transcripts(plan, list(parts), len(audio) / SAMPLE_RATE, options, name)
+    if sentences:
+        transcript.segments = sentence_segments(transcript.segments)
+        if not options.word_timestamps:
+            transcript.segments = [replace(s, words=None) for s in transcript.segments]
     return transcript, time.perf_counter() - started
 
 
-async def _check_model_supports(svc: Services, asr: ASR, model: str | None,
-                                options: TranscribeOptions) -> None:
+async def _check_model_supports(asr: ASR, name: str, options: TranscribeOptions) -> None:
     info = await asr.info()
     if not info:
         return  # not ready: the call answers 503 next
-    name = model or svc.spec.default_asr
     languages = info["languages"]
     if options.language and isinstance(languages, list) and options.language not in languages:
         hint = f"supported: {', '.join(languages)}" if len(languages) < 10 else "use an ISO 639-1 code such as en, de, fr"

@@ -48,9 +48,12 @@ def family_of(path: str) -> str:
     return "detail"
 
 
-_OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error",
-                 404: "invalid_request_error", 413: "invalid_request_error",
-                 422: "invalid_request_error", 503: "server_error"}
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+
+
+def openai_type(status: int) -> str:
+    """OpenAI's error `type`: a client-error type for every 4xx, `server_error` otherwise."""
+    return _OPENAI_TYPES.get(status, "invalid_request_error" if 400 <= status < 500 else "server_error")
 
 
 def error_body(path: str, status: int, code: str, message: str, param: str | None = None) -> dict:
@@ -58,7 +61,7 @@ def error_body(path: str, status: int, code: str, message: str, param: str | Non
     if family == "gateway":
         return {"error": {"code": code, "message": message}}
     if family == "openai":
-        return {"error": {"message": message, "type": _OPENAI_TYPES.get(status, "server_error"),
+        return {"error": {"message": message, "type": openai_type(status),
                           "param": param, "code": code}}
     return {"detail": message}
 

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,8 +24,11 @@ class Settings(BaseSettings):
     """Uploads above this size are refused with 413 while they stream in."""
     max_audio_seconds: float = 3 * 3600
     """Decoded audio longer than this is refused (protects memory)."""
-    api_key: str | None = None
-    """When set, every non-public path needs `Authorization: Bearer <key>` or `X-API-Key`."""
+    api_key: str | None = Field(None, validation_alias=AliasChoices("SPEECH_API_KEY", "API_KEY", "api_key"))
+    """When set, every non-public path needs `Authorization: Bearer <key>` or `X-API-Key`. `API_KEY` is
+    accepted too (the job API's reference reads that name); `SPEECH_API_KEY` wins when both are set."""
+    cors_origins: Annotated[list[str], NoDecode] = []
+    """Origins browsers may call from (comma-separated, or `*`); none by default."""
     request_timeout_s: float = 300.0
     """Upper bound on one model call made by the ingress."""
     status_refresh_s: float = 2.0
@@ -35,6 +40,11 @@ class Settings(BaseSettings):
     stream_partial_backlog: int = 2
     """Live sessions skip a partial while this many of their ASR requests are already in flight."""
     log_level: str = "WARNING"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        return [o.strip().rstrip("/") for o in value.split(",") if o.strip()] if isinstance(value, str) else value
 
 
 @lru_cache

@@ -12,23 +12,22 @@ from pydantic import BaseModel, Field
 
 from graphs import speech, transcription
 from graphs.routers import services
+from graphs.routers.deps import upload_audio
 from graphs.services import Services
-from speechcore.errors import ApiError
 from speechcore.formats import gateway_word, ms, segment_confidence, transcript_confidence
 from speechcore.schemas import TranscribeOptions
 
 router = APIRouter(prefix="/v1/speech", tags=["speech gateway"])
 
 
-@router.post("/transcribe", summary="Transcribe a complete audio file")
+@router.post("/transcribe", summary="Transcribe a complete audio file",
+             description="Silence answers 200 with an empty `text` and no `segments`.")
 async def transcribe(audio: UploadFile = File(..., description="WAV, FLAC, OGG, MP3 (also m4a, webm, opus)"),
                      language: str | None = Form(None), word_timestamps: bool = Form(False),
                      model: str | None = Form(None), svc: Services = Depends(services)):
-    pcm = await transcription.read_audio(audio)
+    pcm = await upload_audio(audio)
     t, _ = await transcription.transcribe(svc, pcm, model,
                                           TranscribeOptions(language=language, word_timestamps=word_timestamps))
-    if not t.segments:
-        raise ApiError(422, "no_speech", "No speech was detected in the audio.")
     segments = []
     for s in t.segments:
         seg = {"text": s.text, "start_ms": ms(s.start), "end_ms": ms(s.end), "confidence": segment_confidence(s)}

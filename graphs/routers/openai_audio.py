@@ -6,6 +6,7 @@ gives an empty text (not an error).
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
@@ -14,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from graphs import speech, transcription
 from graphs.routers import services
+from graphs.routers.deps import upload_audio
 from graphs.services import Services
 from speechcore.errors import ApiError
 from speechcore.formats import to_srt, to_vtt
@@ -24,6 +26,7 @@ router = APIRouter(prefix="/v1", tags=["openai compatible"])
 
 ALIASES = {"whisper-1": None}   # None = the server's default ASR model
 FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+SENTENCE_FORMATS = ("srt", "vtt", "verbose_json")   # one segment per sentence, not per decode chunk
 TTS_FORMATS = {"mp3": "mp3", "opus": "opus", "aac": "aac", "flac": "flac", "wav": "wav", "pcm": "pcm"}
 
 
@@ -40,14 +43,15 @@ async def _run(svc: Services, file: UploadFile, model: str, options: TranscribeO
     if unknown:
         raise ApiError(400, "invalid_value", f"Unknown timestamp_granularities {sorted(unknown)}",
                        param="timestamp_granularities")
-    if granularities and response_format != "verbose_json":
-        raise ApiError(400, "invalid_value", "timestamp_granularities requires response_format=verbose_json",
-                       param="timestamp_granularities")
+    if "word" in granularities and response_format != "verbose_json":
+        raise ApiError(400, "invalid_value", "timestamp_granularities=[\"word\"] requires "
+                       "response_format=verbose_json", param="timestamp_granularities")
     if not 0.0 <= options.temperature <= 1.0:
         raise ApiError(400, "invalid_value", "temperature must be between 0 and 1", param="temperature")
     options.word_timestamps = "word" in granularities
-    audio = await transcription.read_audio(file)
-    t, _ = await transcription.transcribe(svc, audio, _model(model), options)
+    audio = await upload_audio(file)
+    t, _ = await transcription.transcribe(svc, audio, _model(model), options,
+                                          sentences=response_format in SENTENCE_FORMATS)
     return _render(t, options.task, response_format, granularities)
 
 
@@ -58,8 +62,9 @@ def _render(t: Transcript, task: str, fmt: str, granularities: list[str]):
         return PlainTextResponse(to_srt(t.segments))
     if fmt == "vtt":
         return PlainTextResponse(to_vtt(t.segments), media_type="text/vtt")
+    usage = {"type": "duration", "seconds": math.ceil(t.duration)}
     if fmt == "json":
-        return {"text": t.text}
+        return {"text": t.text, "usage": usage}
     body = {"task": task, "language": NAMES.get(t.language, t.language), "duration": round(t.duration, 2),
             "text": t.text}
     if "segment" in granularities or not granularities:
@@ -70,7 +75,7 @@ def _render(t: Transcript, task: str, fmt: str, granularities: list[str]):
     if "word" in granularities:
         body["words"] = [{"word": w.word.strip(), "start": w.start, "end": w.end}
                          for s in t.segments for w in s.words or []]
-    return body
+    return {**body, "usage": usage}
 
 
 @router.post("/audio/transcriptions", summary="OpenAI-compatible transcription")
@@ -110,8 +115,21 @@ async def audio_speech(body: SpeechRequest, svc: Services = Depends(services)):
     return Response(data, media_type=content_type)
 
 
+def _model_ids(svc: Services) -> list[str]:
+    return list(dict.fromkeys([*svc.spec.asr, *ALIASES, svc.spec.tts.model, svc.spec.llm.model]))
+
+
+def _model_object(model_id: str) -> dict:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": "speech-serve"}
+
+
 @router.get("/models", summary="OpenAI-compatible model list")
 async def list_models(svc: Services = Depends(services)):
-    names = [*svc.spec.asr, *ALIASES, svc.spec.tts.model, svc.spec.llm.model]
-    return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "speech-serve"}
-                                       for n in dict.fromkeys(names)]}
+    return {"object": "list", "data": [_model_object(n) for n in _model_ids(svc)]}
+
+
+@router.get("/models/{model_id:path}", summary="OpenAI-compatible model lookup")
+async def get_model(model_id: str, svc: Services = Depends(services)):
+    if model_id not in _model_ids(svc):
+        raise ApiError(404, "model_not_found", f"The model '{model_id}' does not exist", param="model")
+    return _model_object(model_id)

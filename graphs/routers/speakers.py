@@ -2,6 +2,7 @@
 
 Errors are `{"detail": ...}`. Scores are cosine similarities of the configured
 embedding model; `threshold` is that model's calibrated cosine threshold.
+The policies live in the speaker graph (graphs/voiceprints.py).
 """
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import asyncio
 
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 
-from graphs.voiceprints import Voiceprints, decode_upload, voiceprints
-from speechcore.errors import ApiError
-from speechcore.speakers.scoring import cosine, voiceprint
+from graphs.routers.deps import upload_clip, voiceprints
+from graphs.voiceprints import Voiceprints
 from speechcore.speakers.store import check_name
 
 router = APIRouter(tags=["speakers"])
@@ -25,36 +25,25 @@ async def list_speakers(vp: Voiceprints = Depends(voiceprints)):
 @router.post("/speakers/{name}/enroll", summary="Enroll a sample (enrolling a name again adds a sample)")
 async def enroll(name: str, file: UploadFile = File(...), vp: Voiceprints = Depends(voiceprints)):
     check_name(name)
-    audio = await decode_upload(file)
-    _, _, embedding = await vp.enroll("reachy", name, audio)
+    _, _, embedding = await vp.enroll("reachy", name, await upload_clip(file))
     return {"message": f"Speaker '{name}' enrolled successfully", "embedding_size": int(embedding.shape[0])}
 
 
 @router.delete("/speakers/{name}", summary="Delete a speaker, its samples and its audio")
 async def delete(name: str, vp: Voiceprints = Depends(voiceprints)):
-    sid = await asyncio.to_thread(vp.db.id_by_name, name)
-    if sid is None or not await asyncio.to_thread(vp.db.delete, sid):
-        raise ApiError(404, "speaker_not_found", f"Speaker '{name}' not found")
+    await vp.delete_named(name)
     return {"message": f"Speaker '{name}' deleted successfully"}
 
 
 @router.post("/identify", summary="Who is speaking, among the enrolled speakers")
 async def identify(file: UploadFile = File(...), vp: Voiceprints = Depends(voiceprints)):
-    if not await asyncio.to_thread(vp.db.count, "reachy"):
-        raise ApiError(400, "no_speakers", "No speakers enrolled. Please enroll speakers first.")
-    embedding = await vp.embed(await decode_upload(file))
-    who, best = await vp.identify(embedding)
-    threshold = vp.thresholds.cosine
-    identified = who is not None and best >= threshold
-    return {"identified": identified, "speaker": who.name if identified else None,
-            "confidence": round(best, 4), "threshold": threshold}
+    await vp.require_enrolled()   # before the upload is read, as the reference does
+    d = await vp.identify(await upload_clip(file))
+    return {"identified": d.accepted, "speaker": d.speaker, "confidence": d.confidence, "threshold": d.threshold}
 
 
 @router.post("/verify", summary="Does the audio match the named speaker")
 async def verify(name: str = Query(...), file: UploadFile = File(...), vp: Voiceprints = Depends(voiceprints)):
-    speaker = await vp.speaker_by_name(name)
-    embedding = await vp.embed(await decode_upload(file))
-    similarity = cosine(voiceprint(speaker.embeddings), embedding)
-    threshold = vp.thresholds.cosine
-    return {"verified": similarity >= threshold, "speaker": name, "confidence": round(similarity, 4),
-            "threshold": threshold}
+    speaker = await vp.speaker_by_name(name)   # 404 before the upload is read
+    d = await vp.verify_cosine(speaker, await upload_clip(file))
+    return {"verified": d.accepted, "speaker": name, "confidence": d.confidence, "threshold": d.threshold}

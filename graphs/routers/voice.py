@@ -3,18 +3,20 @@
 Verification scores: AS-norm (unitless, impostor trials centre near 0) once the
 impostor cohort holds `min_cohort` embeddings, raw cosine before that; every
 result carries its `scale` and `threshold` (ACCEPT when score >= threshold).
+Scoring and the anti-spoof fan-out live in graphs/voiceprints.py.
 """
 from __future__ import annotations
 
-import asyncio
 from typing import Literal
 
 from fastapi import APIRouter, Depends, File, Form, Path, UploadFile
 
+from graphs import voiceprints as graph
 from graphs.routers import services
+from graphs.routers.deps import upload_clip, upload_clips, voiceprints
 from graphs.services import Services
-from graphs.voiceprints import Voiceprints, decode_upload, voiceprints
-from speechcore.speakers.scoring import Score, voiceprint
+from graphs.voiceprints import Clip, Voiceprints
+from speechcore.speakers.scoring import Score
 from speechcore.speakers.store import UUID_PATTERN
 
 router = APIRouter(prefix="/voice", tags=["voice"])
@@ -22,21 +24,16 @@ router = APIRouter(prefix="/voice", tags=["voice"])
 SpoofMode = Literal["bank_top_security", "bank_flex", "consumer"]
 
 
-def _result(upload: UploadFile, s: Score) -> dict:
-    return {"file": upload.filename, "score": s.score, "verdict": "ACCEPT" if s.accepted else "REJECT",
+def _result(clip: Clip, s: Score) -> dict:
+    return {"file": clip.name, "score": s.score, "verdict": "ACCEPT" if s.accepted else "REJECT",
             "path": None, "scale": s.scale, "threshold": s.threshold, "cosine": s.cosine,
             "cohort_size": s.cohort_size}
-
-
-async def _decode_all(files: list[UploadFile], param: str = "files") -> list:
-    return [await decode_upload(f, param) for f in files]
 
 
 @router.post("/register", summary="Register a voice print from reference audio")
 async def register(file: UploadFile = File(...), name: str = Form(...), description: str = Form(...),
                    vp: Voiceprints = Depends(voiceprints)):
-    audio = await decode_upload(file)
-    speaker, path, _ = await vp.enroll("voice", name, audio, description=description)
+    speaker, path, _ = await vp.enroll("voice", name, await upload_clip(file), description=description)
     return {"status": "success", "speaker_id": speaker.id, "file_path": path}
 
 
@@ -44,33 +41,31 @@ async def register(file: UploadFile = File(...), name: str = Form(...), descript
 async def verify(speaker_id: str = Path(..., pattern=UUID_PATTERN), files: list[UploadFile] = File(...),
                  vp: Voiceprints = Depends(voiceprints)):
     speaker = await vp.speaker(speaker_id)
-    tests = await vp.embed_all(await _decode_all(files))
-    scores = await vp.verify(voiceprint(speaker.embeddings), tests, exclude=speaker.id)
+    clips = await upload_clips(files)
+    scores = await vp.verify(speaker, clips)
     return {"speaker_id": speaker.id, "name": speaker.name,
             "reference": speaker.audio_paths[0] if speaker.audio_paths else None,
-            "results": [_result(f, s) for f, s in zip(files, scores)]}
+            "results": [_result(c, s) for c, s in zip(clips, scores)]}
 
 
 @router.post("/verify_with_reference", summary="Verify files against an uploaded reference")
 async def verify_with_reference(reference: UploadFile = File(...), files: list[UploadFile] = File(...),
                                 vp: Voiceprints = Depends(voiceprints)):
-    ref_audio = await decode_upload(reference, "reference")
-    enrol, *tests = await vp.embed_all([ref_audio, *await _decode_all(files)])
-    scores = await vp.verify(enrol, tests, exclude=None)
-    return {"reference_file": reference.filename, "results": [_result(f, s) for f, s in zip(files, scores)]}
+    ref = await upload_clip(reference, "reference")
+    clips = await upload_clips(files)
+    scores = await vp.verify_with_reference(ref, clips)
+    return {"reference_file": reference.filename, "results": [_result(c, s) for c, s in zip(clips, scores)]}
 
 
 @router.post("/anti-spoof", summary="Real human speech or synthetic/replayed, per file")
 async def anti_spoof(files: list[UploadFile] = File(...), mode: SpoofMode = Form("bank_flex"),
                      svc: Services = Depends(services)):
-    clips = await _decode_all(files)
-    verdicts = await asyncio.gather(*(svc.anti_spoof.detect(c, mode) for c in clips))
-    return {"mode": mode, "results": [{"file": f.filename, **v} for f, v in zip(files, verdicts)]}
+    clips = await upload_clips(files)
+    verdicts = await graph.anti_spoof(svc, clips, mode)
+    return {"mode": mode, "results": [{"file": c.name, **v} for c, v in zip(clips, verdicts)]}
 
 
 @router.post("/profile", summary="Voice profile: distributions of the properties a real model backs")
 async def profile(file: UploadFile = File(...), svc: Services = Depends(services)):
-    audio = await decode_upload(file)
-    properties, unavailable = await asyncio.gather(svc.voice_profile.profile(audio),
-                                                   svc.voice_profile.unavailable())
+    properties, unavailable = await graph.voice_profile(svc, await upload_clip(file))
     return {"file": file.filename, "properties": properties, "unavailable": unavailable}

@@ -1,0 +1,94 @@
+"""Pure pipeline steps (speechcore.pipelines): transcription planning and merging, sentence segments."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from speechcore.pipelines.segments import sentence_segments, split_words
+from speechcore.pipelines.transcription import (PlanLimits, asr_requests, merge_transcripts, plan_transcription,
+                                                speech_sample)
+from speechcore.schemas import Segment, Transcript, TranscribeOptions, Word
+
+
+def words_of(text: str, start: float = 0.0, step: float = 0.4, pauses: dict[int, float] | None = None) -> list[Word]:
+    """One Word per whitespace token, `step` seconds each, with extra pauses before given indices."""
+    out, t = [], start
+    for i, w in enumerate(text.split()):
+        t += (pauses or {}).get(i, 0.0)
+        out.append(Word(" " + w, round(t, 3), round(t + step * 0.8, 3), 0.9))
+        t += step
+    return out
+
+
+# --- planning ------------------------------------------------------------------------------------
+
+def test_plan_merges_close_regions_and_bounds_speech_per_request():
+    regions = [(1.0, 5.0), (5.3, 10.0), (30.0, 50.0), (60.0, 80.0), (100.0, 101.0)]
+    plan = plan_transcription(regions, PlanLimits(max_chunk_s=28.0, merge_gap_s=0.5, max_request_s=30.0))
+    assert [(p.start_s, p.end_s) for p in plan] == [(1.0, 50.0), (60.0, 101.0)]
+    assert plan[0].clips == ((0.0, 9.0), (29.0, 49.0))        # relative to the request's slice
+    assert plan[1].clips == ((0.0, 20.0), (40.0, 41.0))
+    assert all(p.speech_s <= 30.0 for p in plan)
+    assert plan_transcription([]) == []                       # silence: nothing to decode
+
+
+def test_requests_carry_only_their_slice_and_merge_restores_recording_time():
+    audio = np.arange(100 * 16000, dtype=np.float32)
+    plan = plan_transcription([(10.0, 20.0), (70.0, 80.0)], PlanLimits(max_request_s=15.0))
+    reqs = asr_requests(audio, plan, TranscribeOptions(language="en"))
+    assert len(reqs) == 2 and reqs[1].audio[0] == 70 * 16000 and len(reqs[1].audio) == 10 * 16000
+    assert reqs[0].clips == [(0.0, 10.0)]
+    parts = [Transcript("one.", "en", 1.0, 10.0, [Segment(0, 0.5, 9.0, "one.", words=[Word(" one.", 0.5, 1.0, 0.9)])]),
+             Transcript("two.", "en", 1.0, 10.0, [Segment(0, 1.0, 8.0, "two.")])]
+    t = merge_transcripts(plan, parts, 100.0, TranscribeOptions())
+    assert t.text == "one. two." and t.duration == 100.0
+    assert [(s.id, s.start, s.end) for s in t.segments] == [(0, 10.5, 19.0), (1, 71.0, 78.0)]
+    assert t.segments[0].words[0].start == 10.5
+
+
+def test_silence_merges_to_an_empty_transcript_in_the_requested_language():
+    t = merge_transcripts([], [], 2.0, TranscribeOptions(language="de"), model="whisper-base")
+    assert (t.text, t.segments, t.language, t.duration, t.model) == ("", [], "de", 2.0, "whisper-base")
+
+
+def test_speech_sample_takes_the_first_speech_only():
+    audio = np.concatenate([np.zeros(16000), np.ones(16000 * 40), np.zeros(16000)]).astype(np.float32)
+    plan = plan_transcription([(1.0, 41.0)])
+    sample = speech_sample(audio, plan, seconds=30.0)
+    assert sample.size == 30 * 16000 and sample.min() == 1.0
+
+
+# --- sentence segments ---------------------------------------------------------------------------
+
+def test_chunk_is_cut_after_sentences_not_after_abbreviations_or_initials():
+    text = "And Mr. John Dashwood went to J. Smith. Then they sat down. why not? It rained!"
+    seg = Segment(0, 0.0, 20.0, text, tokens=[1, 2, 3], avg_logprob=-0.2, words=words_of(text))
+    out = sentence_segments([seg])
+    assert [s.text for s in out] == ["And Mr. John Dashwood went to J. Smith.", "Then they sat down. why not?",
+                                     "It rained!"]
+    assert [s.id for s in out] == [0, 1, 2]
+    assert out[0].start == 0.0 and out[-1].end == 20.0            # outer edges keep the decode's span
+    assert out[1].start == out[1].words[0].start and out[0].end == out[0].words[-1].end
+    assert all(s.avg_logprob == -0.2 and s.tokens == [] for s in out)
+
+
+def test_long_sentence_is_cut_at_the_clause_nearest_its_middle_else_the_longest_pause():
+    text = "one two three four, five six seven eight nine ten eleven, twelve thirteen fourteen"
+    pieces = split_words(words_of(text, step=1.0), max_s=8.0)
+    assert [" ".join(w.word.strip() for w in p) for p in pieces] == [
+        "one two three four,", "five six seven eight nine ten eleven,", "twelve thirteen fourteen"]
+    plain = words_of("a b c d e f g h i j", step=1.0, pauses={6: 2.0})
+    assert [len(p) for p in split_words(plain, max_s=8.0)] == [6, 4]
+
+
+def test_segments_without_words_or_short_stay_whole():
+    bare = Segment(0, 0.0, 25.0, "No words here. Two sentences.", tokens=[5])
+    short = Segment(1, 25.0, 27.0, "Hi there.", tokens=[6], words=words_of("Hi there.", start=25.0))
+    out = sentence_segments([bare, short])
+    assert out == [bare, short] and out[1].tokens == [6]
+
+
+@pytest.mark.parametrize("text,pieces", [("Wait... what?", 1), ("He said \"stop.\" She left.", 2),
+                                         ("Version 2. 3 items.", 2)])
+def test_sentence_ends_with_closers_and_digits(text, pieces):
+    assert len(split_words(words_of(text), max_s=30.0)) == pieces
