@@ -38,6 +38,7 @@ deps: .venv .stamp-deps
 	$(PIP) install -q torch==2.13.0
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -r requirements.txt -c constraints.txt
 	$(PIP) install -q --no-deps voice2gender==0.1.1
+	$(PIP) install -q --no-deps --no-build-isolation -e .   # the project itself: the `voice-gateway` command
 	touch $@
 
 .stamp-nemo: requirements-nemo-cpu.txt constraints-nemo.txt

@@ -6,7 +6,7 @@
   python -m clients.voice_gateway model list
   python -m clients.voice_gateway tts voices [--language en]
 
-Server: --url or $VOICE_GATEWAY_URL (default http://localhost:8000); key: --api-key or $SPEECH_API_KEY.
+Server: --url or $VOICE_GATEWAY_URL (default http://localhost:8000); key: --api-key, $SPEECH_API_KEY or $API_KEY.
 """
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def tts_voices(args) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="voice-gateway", description="Speech gateway CLI")
     p.add_argument("--url", default=os.environ.get("VOICE_GATEWAY_URL", "http://localhost:8000"))
-    p.add_argument("--api-key", default=os.environ.get("SPEECH_API_KEY"))
+    p.add_argument("--api-key", default=os.environ.get("SPEECH_API_KEY") or os.environ.get("API_KEY"))
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("transcribe", help="transcribe a file or the microphone")
     t.add_argument("file", nargs="?")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from speechcore.textmetrics import wer
 from tests.speech import librivox
@@ -36,3 +37,14 @@ def test_cli_reports_errors_clearly(base_url, tmp_path):
     assert out.returncode != 0 and "invalid_audio_format" in out.stderr
     out = cli("http://127.0.0.1:9", "model", "list")
     assert out.returncode != 0 and "cannot reach" in out.stderr
+
+
+def test_voice_gateway_is_installed_as_a_command(base_url):
+    """`make run` / `make deps` installs the project into .venv, which puts `voice-gateway` on its PATH."""
+    command = Path(sys.executable).parent / "voice-gateway"
+    assert command.is_file(), "voice-gateway is not installed: run `make deps`"
+    out = subprocess.run([str(command), "--url", base_url, "model", "list"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and "whisper-tiny.en" in out.stdout, out.stderr
+    usage = subprocess.run([str(command), "--help"], capture_output=True, text=True, timeout=60)
+    assert usage.stdout.startswith("usage: voice-gateway") and "transcribe" in usage.stdout

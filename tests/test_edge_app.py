@@ -74,6 +74,7 @@ def test_api_key_on_http_in_every_family_shape(edge):
 
 def test_websocket_without_the_key_is_refused_before_upgrade(edge):
     import websockets
+    from websockets.exceptions import InvalidStatus
 
     url = edge.replace("http", "ws", 1) + "/v1/speech/stream"
 
@@ -85,10 +86,10 @@ def test_websocket_without_the_key_is_refused_before_upgrade(edge):
                 pass
             return ws.close_code
 
-    with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+    with pytest.raises(InvalidStatus) as refused:
         asyncio.run(attempt({}))
     assert refused.value.response.status_code == 403      # the HTTP handshake is refused: no socket opens
-    with pytest.raises(websockets.exceptions.InvalidStatus):
+    with pytest.raises(InvalidStatus):
         asyncio.run(attempt({"X-API-Key": "wrong"}))
     assert asyncio.run(attempt({"X-API-Key": KEY})) == 1000
 
