@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
+from typing import Any, Coroutine
 
 import numpy as np
 
@@ -38,13 +39,24 @@ async def transcribe(svc: Services, audio: np.ndarray, model: str | None, option
     decode = replace(options, word_timestamps=options.word_timestamps or sentences)
     if len(plan) > 1 and not decode.language:   # one language for the whole recording, detected once
         decode.language, _ = await asr.detect_language(speech_sample(audio, plan))
-    parts = await asyncio.gather(*(asr.transcribe(r) for r in asr_requests(audio, plan, decode)))
-    transcript = merge_transcripts(plan, list(parts), len(audio) / SAMPLE_RATE, options, name)
+    parts = await _all([asr.transcribe(r) for r in asr_requests(audio, plan, decode)])
+    transcript = merge_transcripts(plan, parts, len(audio) / SAMPLE_RATE, options, name)
     if sentences:
         transcript.segments = sentence_segments(transcript.segments)
         if not options.word_timestamps:
             transcript.segments = [replace(s, words=None) for s in transcript.segments]
     return transcript, time.perf_counter() - started
+
+
+async def _all(calls: list[Coroutine[Any, Any, Transcript]]) -> list[Transcript]:
+    """Every call's result; when one fails (or the caller goes away) the others are cancelled too."""
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        raise
 
 
 async def _check_model_supports(asr: ASR, name: str, options: TranscribeOptions) -> None:

@@ -5,6 +5,7 @@ app object Serve runs, with the real middleware, routers and request graphs.
 """
 from __future__ import annotations
 
+import asyncio
 import io
 
 import numpy as np
@@ -12,11 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from graphs import routers
+from graphs import routers, transcription
 from graphs.ingress import app
 from graphs.readiness import DeploymentState
 from speechcore.audio import wav_bytes
 from speechcore.errors import error_body
+from speechcore.schemas import TranscribeOptions
 from speechcore.settings import get_settings
 from tests.audio_files import header_only_wav, silence_wav
 from tests.fakes import SENTENCES, fake_services
@@ -134,6 +136,25 @@ def test_silence_is_an_empty_transcript_and_calls_no_model(client, svc, path, fi
     assert r.status_code == 200, r.text
     assert r.json()["text"] == "" and r.json().get("segments", []) == []
     assert svc.fakes["asr_whisper_base"].requests == []
+
+
+def test_long_recording_is_planned_into_slices_and_merged_in_recording_time(svc):
+    """310 s with 290 s of 'speech': two ASR requests (at most 240 s of speech each), each with its own
+    slice of audio, one language detected for both, segments back in recording time and order."""
+    audio = np.zeros(16000 * 320, dtype=np.float32)
+    t = np.arange(16000 * 150) / 16000
+    audio[16000 * 10:16000 * 160] = 0.3 * np.sin(2 * np.pi * 220 * t)
+    audio[16000 * 170:16000 * 310] = 0.3 * np.sin(2 * np.pi * 220 * t[: 16000 * 140])
+    result, _ = asyncio.run(transcription.transcribe(svc, audio, None, TranscribeOptions()))
+    asr = svc.fakes["asr_whisper_base"]
+    assert len(asr.requests) == 2 and {r.options.language for r in asr.requests} == {"en"}
+    assert asr.calls.count("detect_language") == 1
+    assert sum(len(r.audio) for r in asr.requests) < len(audio) - 16000 * 15     # slices, not the recording
+    assert [s.id for s in result.segments] == list(range(len(result.segments)))
+    starts = [s.start for s in result.segments]
+    assert starts == sorted(starts) and starts[0] == pytest.approx(9.8, abs=0.1)
+    assert result.segments[-1].end == pytest.approx(310.2, abs=0.1) and result.duration == 320.0
+    assert not any(160.5 < s.start < 169.5 for s in result.segments)              # the gap is not decoded
 
 
 # --- health and readiness states --------------------------------------------------------------------
