@@ -48,7 +48,7 @@ def family_of(path: str) -> str:
     return "detail"
 
 
-_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "requests"}   # 429: as OpenAI
 
 
 def openai_type(status: int) -> str:

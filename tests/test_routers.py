@@ -95,7 +95,7 @@ def test_openai_4xx_have_openai_shape_and_a_client_error_type(client, env, metho
 @pytest.mark.parametrize("status,kind", [(400, "invalid_request_error"), (401, "authentication_error"),
                                          (403, "permission_error"), (404, "invalid_request_error"),
                                          (405, "invalid_request_error"), (413, "invalid_request_error"),
-                                         (422, "invalid_request_error"), (429, "rate_limit_error"),
+                                         (422, "invalid_request_error"), (429, "requests"),
                                          (500, "server_error"), (503, "server_error")])
 def test_openai_error_type_by_status(status, kind):
     assert error_body("/v1/audio/speech", status, "x", "m")["error"]["type"] == kind
