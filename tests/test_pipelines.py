@@ -1,6 +1,8 @@
 """Pure pipeline steps (speechcore.pipelines): transcription planning and merging, sentence segments."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -92,3 +94,15 @@ def test_segments_without_words_or_short_stay_whole():
                                          ("Version 2. 3 items.", 2)])
 def test_sentence_ends_with_closers_and_digits(text, pieces):
     assert len(split_words(words_of(text), max_s=30.0)) == pieces
+
+
+def test_words_flow_across_decoder_segment_breaks_but_not_across_long_pauses():
+    a = Segment(0, 18.0, 19.2, "Oh, I'm originally from", tokens=[1], words=words_of("Oh, I'm originally from", 18.0))
+    b = Segment(1, 19.2, 21.6, "Chicago also. I'm in Jersey.", tokens=[2],
+                words=words_of("Chicago also. I'm in Jersey.", 19.6))
+    c = Segment(2, 25.0, 25.5, "Well.", tokens=[3], words=words_of("Well.", 25.0))
+    out = sentence_segments([a, b, c])
+    assert [s.text for s in out] == ["Oh, I'm originally from Chicago also.", "I'm in Jersey.", "Well."]
+    assert out[0].start == 18.0 and out[0].end == b.words[1].end and out[1].end == 21.6
+    assert out[2] == replace(c, id=2) and out[2].tokens == [3]      # a sentence already: kept as decoded
+    assert [len(s.words) for s in out] == [6, 3, 1]

@@ -1,12 +1,15 @@
 """Sentence-sized segments from decode chunks, cut at word timestamps.
 
-A decode chunk can hold up to 28 s of speech; as one subtitle cue or one
-verbose segment it is unreadable. Chunks are cut after sentence punctuation
-(not after abbreviations such as "Mr." or before a lower-case word), and a
-sentence still longer than `max_s` is cut at the clause punctuation nearest
-its middle, else at its longest pause between words. A piece cut from a
-longer decode keeps the decode's avg_logprob and no_speech_prob but carries
-no token ids (`tokens: []`): the backend's token ids belong to the whole decode.
+A decode chunk can hold up to 28 s of speech, and Whisper's own segments
+break wherever its timestamp tokens fall, often mid-sentence; neither makes a
+readable subtitle cue or verbose segment. Words flow across the decoder's
+segment breaks (not across a pause over `max_pause_s`) and are cut after
+sentence punctuation (not after abbreviations such as "Mr." or before a
+lower-case word); a sentence still longer than `max_s` is cut at the clause
+punctuation nearest its middle, else at its longest pause between words.
+A segment that comes out unchanged keeps everything; a re-cut one keeps its
+decode's avg_logprob, no_speech_prob and temperature but carries no token ids
+(`tokens: []`): the backend's token ids belong to the decoder's segment.
 """
 from __future__ import annotations
 
@@ -22,21 +25,39 @@ ABBREVIATIONS = {"mr.", "mrs.", "ms.", "dr.", "st.", "prof.", "sr.", "jr.", "vs.
 CLOSERS = "\"')]»”’"
 
 
-def sentence_segments(segments: list[Segment], max_s: float = 10.0) -> list[Segment]:
-    """Segments cut into sentences (renumbered from 0); segments without words are kept whole."""
+def sentence_segments(segments: list[Segment], max_s: float = 10.0, max_pause_s: float = 1.5) -> list[Segment]:
+    """Segments re-cut into sentences, renumbered from 0; segments without words are kept whole."""
     out: list[Segment] = []
-    for seg in segments:
-        pieces = split_words(seg.words, max_s) if seg.words else []
-        if len(pieces) <= 1:
-            out.append(replace(seg, id=len(out)))
+    for run in _runs(segments, max_pause_s):
+        if not run[0].words:
+            out.append(replace(run[0], id=len(out)))
             continue
-        for i, words in enumerate(pieces):
-            start = seg.start if i == 0 else words[0].start
-            end = seg.end if i == len(pieces) - 1 else words[-1].end
-            text = "".join(w.word for w in words).strip()
-            out.append(replace(seg, id=len(out), start=start, end=max(end, start), text=text, words=words,
-                               tokens=[], compression_ratio=compression_ratio(text)))
+        owner = {id(w): seg for seg in run for w in seg.words or []}
+        for words in split_words([w for seg in run for w in seg.words or []], max_s):
+            out.append(_piece(words, owner[id(words[0])], owner[id(words[-1])], len(out)))
     return out
+
+
+def _runs(segments: list[Segment], max_pause_s: float) -> list[list[Segment]]:
+    """Consecutive segments whose words flow on (no pause over `max_pause_s`); wordless ones alone."""
+    runs: list[list[Segment]] = []
+    for seg in segments:
+        prev = runs[-1][-1] if runs else None
+        if prev and prev.words and seg.words and seg.words[0].start - prev.words[-1].end <= max_pause_s:
+            runs[-1].append(seg)
+        else:
+            runs.append([seg])
+    return runs
+
+
+def _piece(words: list[Word], first: Segment, last: Segment, idx: int) -> Segment:
+    if first is last and first.words and words[0] is first.words[0] and words[-1] is first.words[-1]:
+        return replace(first, id=idx)   # the decoder's segment was a sentence already
+    start = first.start if first.words and words[0] is first.words[0] else words[0].start
+    end = last.end if last.words and words[-1] is last.words[-1] else words[-1].end
+    text = "".join(w.word for w in words).strip()
+    return replace(first, id=idx, start=start, end=max(end, start), text=text, words=list(words), tokens=[],
+                   compression_ratio=compression_ratio(text))
 
 
 def split_words(words: list[Word], max_s: float) -> list[list[Word]]:
