@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     """Uploads above this size are refused with 413 while they stream in."""
     max_audio_seconds: float = 3 * 3600
     """Decoded audio longer than this is refused (protects memory)."""
-    api_key: str | None = Field(None, validation_alias=AliasChoices("SPEECH_API_KEY", "API_KEY", "api_key"))
+    api_key: str | None = Field(default=None, validation_alias=AliasChoices("SPEECH_API_KEY", "API_KEY", "api_key"))
     """When set, every non-public path needs `Authorization: Bearer <key>` or `X-API-Key`. `API_KEY` is
     accepted too (the job API's reference reads that name); `SPEECH_API_KEY` wins when both are set."""
     cors_origins: Annotated[list[str], NoDecode] = []
