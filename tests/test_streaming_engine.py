@@ -1,4 +1,4 @@
-"""The live session state machine (speechcore.streaming) driven by fake model calls.
+"""Live sessions (speechcore.sessions) driven by fake model calls.
 
 The clock is the audio: tone = speech, zeros = silence. The fake VAD says
 "speech" for loud frames; the fake ASR reports how much audio it was given
@@ -14,7 +14,9 @@ import pytest
 
 from speechcore.errors import ApiError
 from speechcore.schemas import Segment, Transcript
-from speechcore.streaming import LiveSession, StreamError, StreamOptions, TurnResult
+from speechcore.sessions.events import Error, Final, StreamError, Transcription, TurnEvent
+from speechcore.sessions.live import LiveSession
+from speechcore.sessions.transcriber import StreamOptions
 
 SR = 16000
 
@@ -32,12 +34,19 @@ class Fakes:
     def __init__(self, asr_delay_per_s: float = 0.0):
         self.asr_delay_per_s = asr_delay_per_s
         self.decodes: list[tuple[float, int]] = []   # (seconds of audio, beam size)
-        self.events: list[TurnResult | ApiError] = []
+        self.events: list[Transcription | Error] = []
+        self.turn_events: list[TurnEvent] = []
+        self._vad_state = None
 
-    async def vad_step(self, frames, state):
-        assert frames.shape[1] == 576 and state.shape == (2, 1, 128)
-        probs = (np.sqrt(np.mean(np.square(frames[:, 64:]), axis=1)) > 0.005).astype(np.float32)
-        return probs, state + 1
+    async def vad_step(self, audio, state):
+        """A VAD stream with 32 ms frames: the state (opaque to the session) keeps what fills no frame."""
+        assert state is self._vad_state                      # the session hands back what it was given
+        audio = np.concatenate([state["leftover"], audio]) if state is not None else audio
+        n = audio.size // 512
+        frames = audio[: n * 512].reshape(n, 512)
+        probs = (np.sqrt(np.mean(np.square(frames), axis=1)) > 0.005).astype(np.float32)
+        self._vad_state = {"leftover": audio[n * 512:]}
+        return probs, 0.032, self._vad_state
 
     async def transcribe(self, audio, options):
         seconds = len(audio) / SR
@@ -47,13 +56,13 @@ class Fakes:
                           segments=[Segment(0, 0.0, seconds, f"{seconds:.2f}s", avg_logprob=-0.1)])
 
     async def emit(self, event):
-        self.events.append(event)
+        (self.turn_events if isinstance(event, TurnEvent) else self.events).append(event)
 
     def session(self, **options) -> LiveSession:
         return LiveSession(StreamOptions(**options), self.vad_step, self.transcribe, self.emit)
 
-    def finals(self) -> list[TurnResult]:
-        return [e for e in self.events if isinstance(e, TurnResult) and e.is_final]
+    def finals(self) -> list[Final]:
+        return [e for e in self.events if isinstance(e, Final)]
 
 
 async def stream(session: LiveSession, audio: np.ndarray, chunk_s: float = 0.1, finish: bool = True):
@@ -184,7 +193,7 @@ def test_model_errors_become_error_events_and_the_session_goes_on():
         await stream(s, np.concatenate([tone(1.0), silence(0.5), tone(1.0), silence(0.5)]))
 
     asyncio.run(run())
-    assert isinstance(fakes.events[0], ApiError) and fakes.events[0].code == "engine_unavailable"
+    assert isinstance(fakes.events[0], Error) and fakes.events[0].code == "engine_unavailable"
     assert len(fakes.finals()) == 1
 
 
