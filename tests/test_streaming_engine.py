@@ -205,3 +205,137 @@ def test_options_are_validated_with_a_clear_message():
     assert err.value.code == "invalid_config" and "partial_interval" in err.value.message
     with pytest.raises(StreamError):
         opts.updated({"silence_ms": 10})
+
+
+# -- turn events (the detector alone, and as the session emits them) -------------------------------
+def test_turn_events_mark_onset_pause_resumption_and_end():
+    fakes = Fakes()
+    audio = np.concatenate([silence(0.5), tone(1.0), silence(0.2), tone(1.0), silence(0.5)])
+    asyncio.run(stream(fakes.session(partial_interval=5.0), audio))
+    kinds = [(type(e).__name__, round(e.at_s, 2)) for e in fakes.turn_events]
+    assert [k for k, _ in kinds] == ["SpeechStarted", "SpeechStopped", "SpeechStarted", "SpeechStopped",
+                                     "TurnEnded"]
+    started, stopped, resumed, _, ended = fakes.turn_events
+    assert started.at_s == pytest.approx(0.5, abs=0.04) and not started.resumed
+    assert started.turn_start == started.sample - 8 * 512                    # 256 ms of pre-roll
+    assert stopped.at_s == pytest.approx(1.5 + 0.16, abs=0.04)               # speculate_ms into the pause
+    assert resumed.resumed and resumed.at_s == pytest.approx(1.7, abs=0.04)
+    assert ended.reason == "silence" and ended.at_s == pytest.approx(2.7 + 0.3, abs=0.05)
+    assert ended.voiced_samples == pytest.approx(2.0 * SR, abs=2 * 512)
+    assert {e.turn for e in fakes.turn_events} == {0}
+
+
+def test_detector_alone_needs_no_model_and_counts_turns():
+    from speechcore.sessions.turns import TurnDetector, TurnOptions
+
+    detector = TurnDetector(TurnOptions(silence_ms=96, speculate_ms=32, max_turn_s=2.0))
+    verdicts = [1.0] * 3 + [0.0] * 4 + [0.9] * 70      # speech, a pause that ends it, speech past max_turn
+    events = [e for p in verdicts for e in detector.step(p, 0.1, 512)]
+    names = [(type(e).__name__, e.turn) for e in events]
+    assert names == [("SpeechStarted", 0), ("SpeechStopped", 0), ("TurnEnded", 0), ("SpeechStarted", 1),
+                     ("TurnEnded", 1), ("SpeechStarted", 2)]
+    assert events[2].reason == "silence" and events[4].reason == "max_turn"
+    assert events[3].turn_start == 6 * 512                                   # never before the last turn's end
+    assert [e.reason for e in detector.finish(100)] == ["end_of_input"]
+
+
+def test_the_vad_framing_is_its_own():
+    """A VAD with 20 ms frames drives the same session: nothing in it assumes Silero's 32 ms."""
+    fakes = Fakes()
+
+    async def vad_20ms(audio, state):
+        audio = np.concatenate([state, audio]) if state is not None else audio
+        n = audio.size // 320
+        probs = (np.sqrt(np.mean(np.square(audio[: n * 320].reshape(n, 320)), axis=1)) > 0.005).astype(float)
+        return probs, 0.02, audio[n * 320:]
+
+    s = LiveSession(StreamOptions(partial_interval=5.0), vad_20ms, fakes.transcribe, fakes.emit)
+    asyncio.run(stream(s, np.concatenate([silence(0.5), tone(1.5), silence(0.6)])))
+    final, = fakes.finals()
+    assert final.start_s == pytest.approx(0.5, abs=0.02) and final.end_s == pytest.approx(2.0, abs=0.02)
+
+
+# -- bounded input ---------------------------------------------------------------------------------
+def test_audio_feeder_coalesces_and_pushes_back_without_polling():
+    from speechcore.sessions.live import AudioFeeder
+
+    fed: list[int] = []
+    release = asyncio.Event()
+
+    async def slow_feed(audio):
+        fed.append(audio.size)
+        await release.wait()
+
+    async def run():
+        feeder = AudioFeeder(slow_feed, max_samples=3 * 1600)
+        await feeder.put(np.zeros(1600, np.float32))           # taken at once; the feed then blocks
+        await asyncio.sleep(0)
+        for _ in range(3):
+            await feeder.put(np.zeros(1600, np.float32))       # queued while the feed runs
+        blocked = asyncio.ensure_future(feeder.put(np.zeros(1600, np.float32)))
+        await asyncio.sleep(0.01)
+        assert not blocked.done()                              # over the bound: the sender waits
+        release.set()
+        await blocked
+        await feeder.drain()
+        await feeder.close()
+
+    asyncio.run(run())
+    assert fed == [1600, 3 * 1600, 1600]                       # the backlog went in as one call
+
+
+def test_vad_failures_become_error_events_without_internals():
+    fakes = Fakes()
+
+    async def broken(audio, state):
+        raise RuntimeError("onnxruntime: /models/silero.onnx failed in pid 4242")
+
+    s = LiveSession(StreamOptions(), broken, fakes.transcribe, fakes.emit)
+    asyncio.run(stream(s, tone(0.5)))
+    assert {e.code for e in fakes.events} == {"vad_failed"}
+    assert not any("/" in e.message or "4242" in e.message or "onnx" in e.message for e in fakes.events)
+
+
+def test_asr_failures_on_finals_send_no_internals():
+    fakes = Fakes()
+
+    async def broken(audio, options):
+        raise ValueError("Traceback ... File \"/srv/faster_whisper/tokenizer.py\" 'xx' is not a valid language")
+
+    s = LiveSession(StreamOptions(partial_interval=5.0), fakes.vad_step, broken, fakes.emit)
+    asyncio.run(stream(s, np.concatenate([tone(1.0), silence(0.5)])))
+    error, = fakes.events
+    assert error.code == "asr_failed" and "Traceback" not in error.message and "/" not in error.message
+
+
+# -- the real VAD's streaming contract --------------------------------------------------------------
+def test_silero_streams_in_any_chunking_match_the_whole_recording():
+    """Chunks of any size, several streams batched together: the same probabilities as one offline pass."""
+    from speechcore.audio import decode_audio
+    from speechcore.backends.silero_vad import SileroVAD
+    from speechcore.spec import BackendSpec
+    from tests.speech import librivox
+
+    vad = SileroVAD(BackendSpec(backend="silero-onnx", model="silero-vad"))
+    a, b = [decode_audio(p.read_bytes())[: 5 * SR] for p in sorted(librivox())[:2]]
+    offline = [vad.frame_probs(x)[: x.size // 512] for x in (a, b)]
+    sizes = {0: [1000, 333, 4096, 1600, 7], 1: [1600]}
+    got: dict[int, list] = {0: [], 1: []}
+    states, cursors = [None, None], [0, 0]
+    while any(c < x.size for c, x in zip(cursors, (a, b))):
+        items, who = [], []
+        for i, x in enumerate((a, b)):
+            if cursors[i] < x.size:
+                step = sizes[i][len(got[i]) % len(sizes[i])]
+                items.append((x[cursors[i]: cursors[i] + step], states[i]))
+                who.append(i)
+                cursors[i] += step
+        for i, (probs, frame_s, state) in zip(who, vad.stream_probs_batch(items)):
+            assert frame_s == 0.032
+            got[i].append(probs)
+            states[i] = state
+    for i in (0, 1):
+        streamed = np.concatenate(got[i])
+        assert streamed.shape == offline[i].shape
+        np.testing.assert_allclose(streamed, offline[i], atol=1e-4)
+    assert (offline[0] > 0.5).mean() > 0.5                 # it is speech, so the comparison means something
