@@ -339,3 +339,52 @@ def test_silero_streams_in_any_chunking_match_the_whole_recording():
         assert streamed.shape == offline[i].shape
         np.testing.assert_allclose(streamed, offline[i], atol=1e-4)
     assert (offline[0] > 0.5).mean() > 0.5                 # it is speech, so the comparison means something
+
+
+# -- what partials may show ---------------------------------------------------------------------------
+def looping_asr(fakes: Fakes):
+    """Like whisper-base with the short window on some lengths: the sentence, then copies past the audio."""
+    async def transcribe(audio, options):
+        seconds = len(audio) / SR
+        fakes.decodes.append((round(seconds, 2), options.beam_size))
+        said = Segment(0, 0.0, seconds - 0.1, "and mister john dashwood had then leisure", avg_logprob=-0.2)
+        copies = [Segment(i, seconds + i, seconds + i + 1, "and mister john dashwood had then leisure",
+                          avg_logprob=-0.2) for i in range(1, 5)]
+        segments = [said] + copies
+        return Transcript(" ".join(s.text for s in segments), "en", 1.0, seconds, segments)
+    return transcribe
+
+
+def test_segments_past_the_end_of_the_audio_are_never_shown():
+    fakes = Fakes()
+    s = LiveSession(StreamOptions(partial_interval=1.0), fakes.vad_step, looping_asr(fakes), fakes.emit)
+    asyncio.run(stream(s, np.concatenate([tone(3.5), silence(0.5)])))
+    assert [e.is_final for e in fakes.events].count(False) == 3
+    assert all(e.transcript.text == "and mister john dashwood had then leisure" for e in fakes.events)
+    assert all(seg.end <= e.transcript.duration for e in fakes.events for seg in e.transcript.segments)
+
+
+@pytest.mark.parametrize("text,logprob", [("Mr John, " * 30, -0.07),          # a repetition loop
+                                          ("How", -1.36)])                     # a guess
+def test_partials_whisper_would_reject_are_dropped_but_finals_are_kept(text, logprob):
+    fakes = Fakes()
+
+    async def transcribe(audio, options):
+        seconds = len(audio) / SR
+        return Transcript(text, "en", 1.0, seconds, [Segment(0, 0.0, seconds, text, avg_logprob=logprob)])
+
+    s = LiveSession(StreamOptions(partial_interval=1.0), fakes.vad_step, transcribe, fakes.emit)
+    asyncio.run(stream(s, np.concatenate([tone(3.5), silence(0.5)])))
+    assert [e.is_final for e in fakes.events] == [True]
+
+
+def test_quality_signals():
+    from speechcore.sessions.quality import compression_ratio, within_audio, worth_showing
+
+    said = "and mister john dashwood had then leisure to consider how much there might be"
+    assert compression_ratio(said) < 1.5 and compression_ratio("He was not. " * 8) > 2.4
+    ok = Transcript(said, "en", 1.0, 6.2, [Segment(0, 0.0, 6.16, said, avg_logprob=-0.2)])
+    assert worth_showing(ok) and within_audio(ok, 6.25) is ok
+    looped = Transcript(said + " it. " + said, "en", 1.0, 6.2,
+                        [Segment(0, 0.0, 6.16, said), Segment(1, 6.16, 7.16, "it."), Segment(2, 7.16, 8.16, said)])
+    assert within_audio(looped, 6.25).text == said

@@ -1,7 +1,8 @@
 """Decode policy for live transcription, driven by turn events.
 
 Partials whenever `partial_interval` more voiced audio has arrived (one in
-flight, none while a speculative final is pending or the ASR is backed up),
+flight, none while a speculative final is pending or the ASR is backed up,
+none that fails Whisper's own quality signals: speechcore.sessions.quality),
 the final decode started speculatively on `SpeechStopped` (dropped if speech
 resumes, reused as the final if the turn ends), finals emitted in turn order.
 Model-free: `transcribe` is an injected async callable.
@@ -21,6 +22,7 @@ from speechcore.errors import ApiError
 from speechcore.schemas import TranscribeOptions, Transcript
 from speechcore.sessions.events import (Error, Event, Final, Partial, SpeechStarted, SpeechStopped, StreamError,
                                         TurnEnded, TurnEvent, error_event)
+from speechcore.sessions.quality import within_audio, worth_showing
 from speechcore.sessions.turns import TurnOptions, ms_to_samples
 
 log = logging.getLogger("speech.sessions")
@@ -199,7 +201,7 @@ class TurnTranscriber:
         opts = TranscribeOptions(language=self.language, word_timestamps=final and o.word_timestamps,
                                  beam_size=o.final_beam_size if final else o.partial_beam_size,
                                  fast_window=not final)   # partials are previews: speed first
-        transcript = await self._transcribe(audio, opts)
+        transcript = within_audio(await self._transcribe(audio, opts), audio.size / SAMPLE_RATE)
         if self.language is None and transcript.language:
             self.language = transcript.language          # detection costs a pass: do it once
         return transcript
@@ -208,7 +210,7 @@ class TurnTranscriber:
         try:
             end = turn.end
             transcript = await self._decode(turn.audio(), final=False)
-            if self._turn is turn and self._finals_done == turn.id and transcript.text:
+            if self._turn is turn and self._finals_done == turn.id and worth_showing(transcript):
                 await self._emit(Partial(turn.id, transcript, *self._span(turn, end),
                                          offset_s=turn.start / SAMPLE_RATE))
         except asyncio.CancelledError:
