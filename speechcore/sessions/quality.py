@@ -8,8 +8,9 @@ copies of it at 7.2-11.2 s; WER 3.7), and on about a second of speech it
 loops ("Mr John, Mr John, ..."). Both are caught by signals Whisper itself
 uses to reject a decode, so no extra decode is needed:
 
-* a segment that ends past the audio describes audio that does not exist
-  (dropped from partials and finals alike);
+* a segment that starts past the end of the audio describes audio that does
+  not exist (dropped from partials and finals alike; segment *ends* are no
+  signal: faster-whisper's batched decode rounds them up to whole seconds);
 * text that compresses better than `MAX_COMPRESSION_RATIO` is a repetition
   loop, and an average log-probability under `MIN_AVG_LOGPROB` is a guess
   (Whisper's `compression_ratio_threshold` and `logprob_threshold`): such a
@@ -24,12 +25,11 @@ from speechcore.schemas import Transcript
 
 MAX_COMPRESSION_RATIO = 2.4
 MIN_AVG_LOGPROB = -1.0
-OVERRUN_S = 0.5          # timestamps are 20 ms steps and may overshoot a little; not by this much
 
 
 def within_audio(transcript: Transcript, duration_s: float) -> Transcript:
-    """The transcript without segments that end past the decoded audio."""
-    kept = [s for s in transcript.segments if s.end <= duration_s + OVERRUN_S]
+    """The transcript without segments that start past the decoded audio."""
+    kept = [s for s in transcript.segments if s.start < duration_s]
     if len(kept) == len(transcript.segments):
         return transcript
     return replace(transcript, segments=kept, text=" ".join(s.text.strip() for s in kept).strip())
