@@ -168,7 +168,7 @@ def test_close_cancels_work_in_flight():
 
     async def run():
         s = fakes.session(partial_interval=0.5)
-        await stream(s, tone(1.0), finish=False)
+        await stream(s, tone(1.5), finish=False)     # a partial needs a second of voice
         assert s.in_flight >= 1
         await s.close()
         return s.in_flight
@@ -390,3 +390,18 @@ def test_quality_signals():
     assert within_audio(looped, 6.25).text == said + " it."
     rounded_up = Transcript("And Mr. John De-", "en", 1.0, 1.2, [Segment(0, 0.0, 2.0, "And Mr. John De-")])
     assert within_audio(rounded_up, 1.224) is rounded_up     # batched decodes round segment ends up
+
+
+def test_no_partial_before_a_second_of_voice_even_at_short_intervals():
+    fakes = Fakes()
+    asyncio.run(stream(fakes.session(partial_interval=0.2), np.concatenate([tone(1.5), silence(0.5)])))
+    partials = [float(e.transcript.text[:-1]) for e in fakes.events if not e.is_final]
+    assert partials and min(partials) >= 1.0                      # turn audio: at least 1 s of voice
+
+
+def test_a_decoder_starting_over_is_cut_at_the_repeat():
+    from speechcore.sessions.quality import without_repeats
+
+    said = ["He might even have been made.", "He might even have been made.", "amiable"]
+    t = Transcript(" ".join(said), "en", 1.0, 2.0, [Segment(i, i * 0.5, i * 0.5 + 0.5, x) for i, x in enumerate(said)])
+    assert without_repeats(t).text == "He might even have been made."

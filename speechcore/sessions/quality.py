@@ -11,10 +11,14 @@ uses to reject a decode, so no extra decode is needed:
 * a segment that starts past the end of the audio describes audio that does
   not exist (dropped from partials and finals alike; segment *ends* are no
   signal: faster-whisper's batched decode rounds them up to whole seconds);
+* a segment that repeats an earlier one word for word is the decoder starting
+  over (dropped from partials);
 * text that compresses better than `MAX_COMPRESSION_RATIO` is a repetition
   loop, and an average log-probability under `MIN_AVG_LOGPROB` is a guess
   (Whisper's `compression_ratio_threshold` and `logprob_threshold`): such a
-  partial is not shown (the next partial or the final follows anyway).
+  partial is not shown (the next partial or the final follows anyway);
+* under `MIN_PARTIAL_VOICED_S` of voice Whisper guesses ("Mr. Judge" for
+  "And Mr. John"), so no partial is decoded before that much voice.
 """
 from __future__ import annotations
 
@@ -25,14 +29,24 @@ from speechcore.schemas import Transcript
 
 MAX_COMPRESSION_RATIO = 2.4
 MIN_AVG_LOGPROB = -1.0
+MIN_PARTIAL_VOICED_S = 1.0
 
 
 def within_audio(transcript: Transcript, duration_s: float) -> Transcript:
     """The transcript without segments that start past the decoded audio."""
     kept = [s for s in transcript.segments if s.start < duration_s]
-    if len(kept) == len(transcript.segments):
-        return transcript
-    return replace(transcript, segments=kept, text=" ".join(s.text.strip() for s in kept).strip())
+    return transcript if len(kept) == len(transcript.segments) else _keep(transcript, kept)
+
+
+def without_repeats(transcript: Transcript) -> Transcript:
+    """The transcript up to the first segment that repeats an earlier one."""
+    seen: set[str] = set()
+    for i, segment in enumerate(transcript.segments):
+        key = " ".join(segment.text.lower().split())
+        if key in seen:
+            return _keep(transcript, transcript.segments[:i])
+        seen.add(key)
+    return transcript
 
 
 def worth_showing(transcript: Transcript) -> bool:
@@ -49,3 +63,7 @@ def worth_showing(transcript: Transcript) -> bool:
 def compression_ratio(text: str) -> float:
     data = text.encode("utf-8")
     return len(data) / len(zlib.compress(data))
+
+
+def _keep(transcript: Transcript, segments: list) -> Transcript:
+    return replace(transcript, segments=segments, text=" ".join(s.text.strip() for s in segments).strip())

@@ -22,7 +22,7 @@ from speechcore.errors import ApiError
 from speechcore.schemas import TranscribeOptions, Transcript
 from speechcore.sessions.events import (Error, Event, Final, Partial, SpeechStarted, SpeechStopped, StreamError,
                                         TurnEnded, TurnEvent, error_event)
-from speechcore.sessions.quality import within_audio, worth_showing
+from speechcore.sessions.quality import MIN_PARTIAL_VOICED_S, within_audio, without_repeats, worth_showing
 from speechcore.sessions.turns import TurnOptions, ms_to_samples
 
 log = logging.getLogger("speech.sessions")
@@ -123,7 +123,7 @@ class TurnTranscriber:
                 self._end_turn()
                 return
         if (turn.voiced - turn.partial_mark >= self.options.partial_interval * SAMPLE_RATE
-                and turn.partial_task is None and turn.guess is None and self._partials_allowed()):
+                and turn.voiced >= MIN_PARTIAL_VOICED_S * SAMPLE_RATE and turn.partial_task is None and turn.guess is None and self._partials_allowed()):
             turn.partial_mark = turn.voiced
             turn.partial_task = self._spawn(self._partial(turn))
 
@@ -209,7 +209,7 @@ class TurnTranscriber:
     async def _partial(self, turn: _Turn) -> None:
         try:
             end = turn.end
-            transcript = await self._decode(turn.audio(), final=False)
+            transcript = without_repeats(await self._decode(turn.audio(), final=False))
             if self._turn is turn and self._finals_done == turn.id and worth_showing(transcript):
                 await self._emit(Partial(turn.id, transcript, *self._span(turn, end),
                                          offset_s=turn.start / SAMPLE_RATE))
