@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
-from graphs.services import Services
+from graphs.services import DeploymentClient, Services
 from graphs.transcription import _check_model_supports
 from graphs.transport import Send, Stats
 from speechcore.audio import SAMPLE_RATE
@@ -55,9 +55,9 @@ class LiveTranscription:
     # -- transport.Session ------------------------------------------------------------------------
     async def start(self, query: dict[str, str]) -> None:
         defaults = StreamOptions().updated(self.option_defaults)
-        self._require("vad")
+        _require(self.svc.vad)
         options = await self._configure(defaults, query)
-        self._require(self.svc.asr_deployment(self.model))
+        _require(self.svc.asr(self.model))
         self.session = LiveSession(options, self._vad, self._transcribe, self._emit,
                                    partials_allowed=self._asr_has_room)
         self.feeder = AudioFeeder(self.session.feed, int(MAX_BACKLOG_S * SAMPLE_RATE))
@@ -95,7 +95,7 @@ class LiveTranscription:
         if fields.get("model") is not None:
             model = str(fields["model"])
             try:
-                self._require(self.svc.asr_deployment(model))
+                _require(self.svc.asr(model))
             except ApiError as err:
                 raise StreamError(err.code, err.message, close_code=getattr(err, "close_code", None) or 1008) from err
         options = await self._checked_language(options, model)
@@ -114,30 +114,23 @@ class LiveTranscription:
         """The language as a code the chosen model supports (as file transcription checks it)."""
         language = normalize_language(options.language)
         try:
-            await _check_model_supports(self.svc, self.svc.asr_deployment(model), model,
-                                        TranscribeOptions(language=language))
+            await _check_model_supports(self.svc, self.svc.asr(model), model, TranscribeOptions(language=language))
         except ApiError as err:
             raise StreamError(err.code, err.message, close_code=1003) from err
         return options.model_copy(update={"language": language})
 
-    def _require(self, deployment: str) -> None:
-        try:
-            self.svc._ready_handle(deployment)
-        except ApiError as err:
-            raise StreamError(err.code, err.message, close_code=1013, status=503) from err
-
     # -- model calls (shared deployments, batched across sessions) ----------------------------------
-    async def _vad(self, audio: np.ndarray, state: Any):
-        return await self.svc.call("vad", "stream_probs", (audio, state))
+    async def _vad(self, audio: np.ndarray, state: Any) -> tuple[np.ndarray, float, Any]:
+        return await self.svc.vad.stream_probs(audio, state)
 
     async def _transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
-        deployment = self.svc.asr_deployment(self.model)
+        asr = self.svc.asr(self.model)
         request = ASRRequest(audio, [(0.0, len(audio) / SAMPLE_RATE)], options)
-        AsrLoad.in_flight[deployment] = AsrLoad.in_flight.get(deployment, 0) + 1
+        AsrLoad.in_flight[asr.deployment] = AsrLoad.in_flight.get(asr.deployment, 0) + 1
         try:
-            return await self.svc.call(deployment, "transcribe", request)
+            return await asr.transcribe(request)
         finally:
-            AsrLoad.in_flight[deployment] -= 1
+            AsrLoad.in_flight[asr.deployment] -= 1
 
     def _asr_has_room(self) -> bool:
         """Partials are previews: skip one while the ASR is backed up, so finals are not queued behind it."""
@@ -154,13 +147,21 @@ class LiveTranscription:
 
     async def _profile(self, turn: int, audio: np.ndarray) -> None:
         try:
-            properties = await self.svc.call(VOICE_PROFILE, "profile", audio)
+            properties = await self.svc.voice_profile.profile(audio)
             await self.send(VoiceProfile(turn, properties))
         except ApiError as err:
             await self.send(error_event(err))
         except Exception as exc:  # logged here; the client gets a message without internals
             log.warning("voice profile failed: %r", exc)
             await self.send(Error("ssap_failed", f"Voice profiling of turn {turn} failed; transcripts go on."))
+
+
+def _require(client: DeploymentClient) -> None:
+    """The deployment is ready, or the session closes with 1013 and the reason."""
+    try:
+        client.handle()
+    except ApiError as err:
+        raise StreamError(err.code, err.message, close_code=1013, status=503) from err
 
 
 def live_stats() -> dict:
