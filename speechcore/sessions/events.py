@@ -10,7 +10,7 @@ are agent output still queued when the interruption arrives, and are discarded
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -37,7 +37,7 @@ class AudioIn(Event):
 @dataclass(frozen=True)
 class Configure(Event):
     """Session options from a config message or the query string (validated by the session)."""
-    fields: dict
+    fields: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class Final(Transcription):
 class VoiceProfile(Event):
     """Voice properties (e.g. gender probabilities) of a finished turn, after its final."""
     turn: int
-    properties: dict
+    properties: dict[str, Any]
 
 
 # -- agent output (voice chat) --------------------------------------------------------------------

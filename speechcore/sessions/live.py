@@ -115,7 +115,7 @@ class AudioFeeder:
         self._size = 0
         self._busy = False
         self._changed = asyncio.Condition()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def put(self, audio: np.ndarray) -> None:
         async with self._changed:

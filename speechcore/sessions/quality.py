@@ -25,7 +25,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import replace
 
-from speechcore.schemas import Transcript
+from speechcore.schemas import Segment, Transcript
 
 MAX_COMPRESSION_RATIO = 2.4
 MIN_AVG_LOGPROB = -1.0
@@ -65,5 +65,5 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data))
 
 
-def _keep(transcript: Transcript, segments: list) -> Transcript:
+def _keep(transcript: Transcript, segments: list[Segment]) -> Transcript:
     return replace(transcript, segments=segments, text=" ".join(s.text.strip() for s in segments).strip())

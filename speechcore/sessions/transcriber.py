@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine
 
 import numpy as np
 from pydantic import Field, ValidationError
@@ -41,7 +41,7 @@ class StreamOptions(TurnOptions):
     partial_beam_size: int = Field(1, ge=1, le=10)
     final_beam_size: int = Field(1, ge=1, le=10)
 
-    def updated(self, fields: dict) -> "StreamOptions":
+    def updated(self, fields: dict[str, Any]) -> "StreamOptions":
         """A copy with `fields` applied (unknown keys ignored); StreamError on a bad value."""
         known = {k: v for k, v in fields.items() if k in type(self).model_fields and v is not None}
         try:
@@ -62,8 +62,8 @@ class _Turn:
     voiced_start: int = 0                       # stream sample of the first voiced frame
     voiced_end: int = 0                         # stream sample after the last voiced frame
     partial_mark: int = 0                       # `voiced` when the last partial started
-    partial_task: asyncio.Task | None = None
-    guess: asyncio.Task | None = None           # speculative final decode
+    partial_task: asyncio.Task[Any] | None = None
+    guess: asyncio.Task[Any] | None = None           # speculative final decode
     guess_end: int = 0
 
     def audio(self, end: int | None = None) -> np.ndarray:
@@ -89,8 +89,8 @@ class TurnTranscriber:
         self._clock = 0
         self._turn: _Turn | None = None
         self._finals_done = 0                   # finals emitted (or dropped), in turn order
-        self._last_final: asyncio.Task | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._last_final: asyncio.Task[Any] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def in_flight(self) -> int:
@@ -120,7 +120,7 @@ class TurnTranscriber:
                 turn.guess_end = self._clock
                 turn.guess = self._spawn(self._decode(turn.audio(), final=True))
             elif isinstance(event, TurnEnded):
-                self._end_turn()
+                self._end_turn(turn)
                 return
         if (turn.voiced - turn.partial_mark >= self.options.partial_interval * SAMPLE_RATE
                 and turn.voiced >= MIN_PARTIAL_VOICED_S * SAMPLE_RATE and turn.partial_task is None and turn.guess is None and self._partials_allowed()):
@@ -129,12 +129,13 @@ class TurnTranscriber:
 
     def end_of_input(self, tail: np.ndarray, events: list[TurnEvent]) -> None:
         """The stream ended: `tail` (less than a frame) joins the open turn, which becomes final."""
-        if self._turn is not None and any(isinstance(e, TurnEnded) for e in events):
+        turn = self._turn
+        if turn is not None and any(isinstance(e, TurnEnded) for e in events):
             if tail.size:
-                self._turn.chunks.append(tail)
-                self._turn.samples += tail.size
-                self._turn.voiced_end = self._turn.end
-            self._end_turn()
+                turn.chunks.append(tail)
+                turn.samples += tail.size
+                turn.voiced_end = turn.end
+            self._end_turn(turn)
 
     async def finish(self) -> None:
         """Wait for every result."""
@@ -176,8 +177,8 @@ class TurnTranscriber:
             turn.guess.cancel()
             turn.guess = None
 
-    def _end_turn(self) -> None:
-        turn, self._turn = self._turn, None
+    def _end_turn(self, turn: _Turn) -> None:
+        self._turn = None
         self._drop_partial(turn)
         if turn.voiced < ms_to_samples(self.options.min_speech_ms):
             self._drop_guess(turn)
@@ -189,8 +190,8 @@ class TurnTranscriber:
         self._last_final = self._spawn(self._final(turn, turn.guess, self._last_final))
 
     # -- model calls and results -------------------------------------------------------------
-    def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(_forget)
         task.add_done_callback(self._tasks.discard)
@@ -223,7 +224,7 @@ class TurnTranscriber:
             if turn.partial_task is asyncio.current_task():
                 turn.partial_task = None
 
-    async def _final(self, turn: _Turn, guess: asyncio.Task | None, previous: asyncio.Task | None) -> None:
+    async def _final(self, turn: _Turn, guess: asyncio.Task[Any] | None, previous: asyncio.Task[Any] | None) -> None:
         try:
             transcript = await guess if guess is not None else None
             if previous is not None:
@@ -248,7 +249,7 @@ class TurnTranscriber:
         return round(turn.voiced_start / SAMPLE_RATE, 3), round(min(end, turn.voiced_end) / SAMPLE_RATE, 3)
 
 
-def _forget(task: asyncio.Task) -> None:
+def _forget(task: asyncio.Task[Any]) -> None:
     """Retrieve a dropped guess's outcome so asyncio does not log it as never retrieved."""
     if not task.cancelled():
         task.exception()

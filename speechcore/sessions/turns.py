@@ -11,6 +11,8 @@ The clock is the audio: positions are counted in 16 kHz samples.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from speechcore.audio import SAMPLE_RATE
@@ -85,7 +87,8 @@ class TurnDetector:
         self._voiced, self._silence, self._stopped = self.clock - onset, 0, False
         return SpeechStarted(self.turn, onset, self._turn_start)
 
-    def _end(self, reason, at: int) -> TurnEnded:
+    def _end(self, reason: Literal["silence", "max_turn", "end_of_input"], at: int) -> TurnEnded:
+        assert self.turn is not None
         event = TurnEnded(self.turn, at, reason=reason, voiced_samples=self._voiced)
         self.turn, self._last_end = None, at
         return event
