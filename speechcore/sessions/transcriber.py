@@ -122,10 +122,15 @@ class TurnTranscriber:
             elif isinstance(event, TurnEnded):
                 self._end_turn(turn)
                 return
-        if (turn.voiced - turn.partial_mark >= self.options.partial_interval * SAMPLE_RATE
-                and turn.voiced >= MIN_PARTIAL_VOICED_S * SAMPLE_RATE and turn.partial_task is None and turn.guess is None and self._partials_allowed()):
+        if self._partial_due(turn):
             turn.partial_mark = turn.voiced
             turn.partial_task = self._spawn(self._partial(turn))
+
+    def _partial_due(self, turn: _Turn) -> bool:
+        """`partial_interval` more voice (and a second of it at least), none in flight, no final guess."""
+        return (turn.voiced - turn.partial_mark >= self.options.partial_interval * SAMPLE_RATE
+                and turn.voiced >= MIN_PARTIAL_VOICED_S * SAMPLE_RATE and turn.partial_task is None
+                and turn.guess is None and self._partials_allowed())
 
     def end_of_input(self, tail: np.ndarray, events: list[TurnEvent]) -> None:
         """The stream ended: `tail` (less than a frame) joins the open turn, which becomes final."""
