@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import time
 
 import av
@@ -22,11 +23,14 @@ from tests.speech import CALL, call_transcript, librivox
 
 TINY = "model=whisper-tiny.en"
 END = json.dumps({"type": "end"})
-REPEAT = int(os.environ.get("SPEECH_TEST_REPEAT", "1"))   # stability runs: every test N times, one app
+# Stability runs with one app: SPEECH_TEST_REPEAT=20 runs each test (or those whose name matches
+# SPEECH_TEST_REPEAT_ONLY, a regular expression) 20 times.
+REPEAT = int(os.environ.get("SPEECH_TEST_REPEAT", "1"))
+REPEAT_ONLY = os.environ.get("SPEECH_TEST_REPEAT_ONLY", "")
 
 
 def pytest_generate_tests(metafunc):
-    if REPEAT > 1:
+    if REPEAT > 1 and re.search(REPEAT_ONLY, metafunc.function.__name__):
         metafunc.fixturenames.append("repeat")
         metafunc.parametrize("repeat", range(REPEAT))
 
