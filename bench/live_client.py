@@ -55,18 +55,21 @@ async def run_stream(url: str, messages: list, speed: float = 1.0, chunk_s: floa
     run = LiveRun()
     async with websockets.connect(url, max_size=None, open_timeout=60) as ws:
         reader = asyncio.create_task(_read(ws, run))
-        for m in first or []:
-            await ws.send(m)
-        start = time.perf_counter()
-        for i, m in enumerate(messages):
-            if speed > 0:
-                await asyncio.sleep(max(0.0, start + i * chunk_s / speed - time.perf_counter()))
-            await ws.send(m)
-            run.chunk_sent.append(time.perf_counter())
-        for m in last or []:
-            await ws.send(m)
-        if close_after:
-            await ws.close()
+        try:
+            for m in first or []:
+                await ws.send(m)
+            start = time.perf_counter()
+            for i, m in enumerate(messages):
+                if speed > 0:
+                    await asyncio.sleep(max(0.0, start + i * chunk_s / speed - time.perf_counter()))
+                await ws.send(m)
+                run.chunk_sent.append(time.perf_counter())
+            for m in last or []:
+                await ws.send(m)
+            if close_after:
+                await ws.close()
+        except websockets.ConnectionClosed:
+            pass                    # the server ended the session (its reason is in the events read)
         await reader
     return run
 

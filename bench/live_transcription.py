@@ -122,17 +122,18 @@ async def concurrency(ws: str, clips, levels: list[int]) -> None:
 def policy(librivox_audio: np.ndarray, call_audio: np.ndarray) -> None:
     """Replay recordings through the session engine with the real Silero VAD and an instant ASR
     that counts calls: what speculation costs in wasted decodes and gains in head start."""
-    from deployments.vad import _step_lanes
     from speechcore.schemas import Transcript
-    from speechcore.streaming import LiveSession, StreamOptions
+    from speechcore.sessions.events import Transcription
+    from speechcore.sessions.live import LiveSession
+    from speechcore.sessions.transcriber import StreamOptions
 
     vad = SileroVAD(BackendSpec(backend="silero-onnx", model="silero-vad"))
 
     async def replay(audio: np.ndarray, speculate_ms: int) -> tuple[int, int, int]:
         calls, events = [], []
 
-        async def vad_step(frames, state):
-            return _step_lanes(vad, [(frames, state)])[0]
+        async def vad_stream(audio, state):
+            return vad.stream_probs(audio, state)
 
         async def asr(x, options):
             calls.append(options.beam_size)
@@ -140,9 +141,10 @@ def policy(librivox_audio: np.ndarray, call_audio: np.ndarray) -> None:
             return Transcript(text="x", language="en", language_probability=1.0, duration=0.0, segments=[])
 
         async def emit(e):
-            events.append(e)
+            if isinstance(e, Transcription):
+                events.append(e)
 
-        session = LiveSession(StreamOptions(speculate_ms=speculate_ms), vad_step, asr, emit)
+        session = LiveSession(StreamOptions(speculate_ms=speculate_ms), vad_stream, asr, emit)
         for c in chunks(audio):
             await session.feed(c)
             await asyncio.sleep(0.001)

@@ -59,6 +59,10 @@ class VAD(DeploymentClient):
         """Speech regions (seconds) of a whole recording."""
         return await self.call("regions", audio)
 
+    async def stream_probs(self, audio: np.ndarray, state: Any) -> tuple[np.ndarray, float, Any]:
+        """A stream's next speech probabilities and frame length; `state` is the VAD's own (None to start)."""
+        return await self.call("stream_probs", (audio, state))
+
 
 class ASR(DeploymentClient):
     async def transcribe(self, request: ASRRequest) -> Transcript:
@@ -136,10 +140,6 @@ class Services:
             raise Unavailable(f"The {self.roles.get(deployment, deployment)} deployment '{deployment}' "
                               f"is not ready ({state.status if state else 'unknown'}){why}")
         return self.handles[deployment]
-
-    async def call(self, deployment: str, method: str, *args: Any) -> Any:
-        """Untyped call by name; kept only for graphs/live.py until it moves to the typed clients."""
-        return await DeploymentClient(self, deployment).call(method, *args)
 
     async def info(self, deployment: str) -> dict[str, Any] | None:
         """The backend's ModelInfo as a dict, cached once the deployment answers."""

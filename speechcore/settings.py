@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     """Largest WebSocket message a live-transcription session accepts (larger: close 1009)."""
     stream_partial_backlog: int = 2
     """Live sessions skip a partial while this many of their ASR requests are already in flight."""
+    max_live_sessions: int = 16
+    """Open live WebSocket sessions per ingress replica; one more is refused (error event, close 1013)."""
     log_level: str = "WARNING"
 
     @field_validator("cors_origins", mode="before")

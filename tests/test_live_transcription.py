@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import re
 import time
 
 import av
 import httpx
 import numpy as np
 import pytest
+import websockets
 
 from bench.live_client import chunks, platform_message, run_stream, stream_platform
 from speechcore.audio import decode_audio, float_to_pcm16, resample
@@ -20,6 +23,16 @@ from tests.speech import CALL, call_transcript, librivox
 
 TINY = "model=whisper-tiny.en"
 END = json.dumps({"type": "end"})
+# Stability runs with one app: SPEECH_TEST_REPEAT=20 runs each test (or those whose name matches
+# SPEECH_TEST_REPEAT_ONLY, a regular expression) 20 times.
+REPEAT = int(os.environ.get("SPEECH_TEST_REPEAT", "1"))
+REPEAT_ONLY = os.environ.get("SPEECH_TEST_REPEAT_ONLY", "")
+
+
+def pytest_generate_tests(metafunc):
+    if REPEAT > 1 and re.search(REPEAT_ONLY, metafunc.function.__name__):
+        metafunc.fixturenames.append("repeat")
+        metafunc.parametrize("repeat", range(REPEAT))
 
 
 def clip(name: str) -> tuple[np.ndarray, str]:
@@ -181,15 +194,82 @@ def test_bad_messages_get_error_events_and_the_session_carries_on(ws_url):
     a, ref = clip("0880")
     odd = base64.b64encode(b"\x01\x02\x03").decode()
     bad = ["{not json", "[1, 2]", json.dumps({"audio_event": {"audio_base_64": "%%%not-base64"}}),
-           json.dumps({"audio_event": {"audio_base_64": odd}}), json.dumps({"type": "dance"}),
-           json.dumps({"type": "config", "silence_ms": "long"})]
+           json.dumps({"audio_event": {"audio_base_64": odd}}), json.dumps({"type": "dance"})]
     messages = [platform_message(c) for c in chunks(np.concatenate([a, pause(0.6)]))]
     result = run(run_stream(f"{ws_url}/ws/transcribe/vad?{TINY}", messages, speed=0, first=bad, last=[END]))
     codes = [e["code"] for e in result.errors()]
-    assert codes == ["invalid_json", "invalid_json", "invalid_base64", "invalid_frame", "unknown_message",
-                     "invalid_config"], result.events
+    assert codes == ["invalid_json", "invalid_json", "invalid_base64", "invalid_frame", "unknown_message"], \
+        result.events
     assert all(e["message"] for e in result.errors())
     assert result.close_code == 1000 and wer(ref, result.finals()[0]["text"]) <= 0.3
+
+
+@pytest.mark.parametrize("query,config,code", [
+    ("language=xx", None, "unsupported_language"),
+    ("silence_ms=long", None, "invalid_config"),
+    ("idle_timeout_s=soon", None, "invalid_config"),
+    (TINY, {"type": "config", "language": "de"}, "unsupported_language"),      # an English-only model
+    (TINY, {"type": "config", "silence_ms": "long"}, "invalid_config"),
+    ("", {"type": "config", "language": "klingon"}, "unsupported_language"),
+])
+def test_invalid_session_options_are_refused_with_1003(ws_url, query, config, code):
+    a, _ = clip("0930")
+    first = [json.dumps(config)] if config else []
+    messages = [platform_message(c) for c in chunks(a[:16000])]    # sent only if the session is still open
+    result = run(run_stream(f"{ws_url}/ws/transcribe/vad?{query}", messages, speed=0, first=first, last=[END]))
+    assert result.close_code == 1003, result.events
+    assert [e["code"] for e in result.errors()] == [code] and not result.of("transcript"), result.events
+    message = result.errors()[0]["message"]
+    assert "Traceback" not in message and "/" not in message, message
+
+
+def test_a_bad_language_never_reaches_the_model_nor_hurts_other_sessions(ws_url):
+    """Sessions asking for languages the model lacks, beside a good one on the same ASR deployment:
+    each bad one is refused (1003) before any audio is decoded; the good one is untouched."""
+    a, ref = clip("0880")
+    audio = np.concatenate([a, pause(0.6)])
+    bad = [("?language=xx", []), ("?language=zz-ZZ", []), ("", [json.dumps({"type": "config", "language": "qq"})])]
+
+    async def scenario():
+        good = asyncio.create_task(stream_platform(ws_url, audio, speed=0))
+        refused = [run_stream(f"{ws_url}/ws/transcribe/vad{q}", [platform_message(c) for c in chunks(audio)],
+                              speed=0, first=first, last=[END]) for q, first in bad]
+        return await good, await asyncio.gather(*refused)
+
+    good, refused = run(scenario())
+    assert not good.errors() and good.close_code == 1000, good.events
+    assert wer(ref, " ".join(f["text"] for f in good.finals())) <= 0.2
+    for r in refused:
+        assert r.close_code == 1003 and [e["code"] for e in r.errors()] == ["unsupported_language"], r.events
+        assert "not supported" in r.errors()[0]["message"] and not r.of("transcript")
+
+
+def test_sessions_beyond_the_limit_are_refused_with_1013(ws_url, base_url):
+    limit = get_settings().max_live_sessions
+
+    async def scenario():
+        held = [await websockets.connect(f"{ws_url}/ws/transcribe/vad?{TINY}") for _ in range(limit)]
+        deadline = time.time() + 30
+        while httpx.get(f"{base_url}/ws/transcribe/sessions").json()["sessions"] < limit and time.time() < deadline:
+            await asyncio.sleep(0.2)
+        try:
+            refused = await run_stream(f"{ws_url}/ws/transcribe/vad?{TINY}", [], speed=0)
+        finally:
+            for ws in held:
+                await ws.close()
+        a, _ = clip("0930")
+        deadline = time.time() + 30
+        while httpx.get(f"{base_url}/ws/transcribe/sessions").json()["sessions"] > 0 and time.time() < deadline:
+            await asyncio.sleep(0.2)
+        return refused, await stream_platform(ws_url, a, speed=0, query=TINY)
+
+    refused, after = run(scenario())
+    assert refused.close_code == 1013, refused.events
+    error, = refused.errors()
+    assert error["code"] == "too_many_sessions" and str(limit) in error["message"]
+    assert after.close_code == 1000 and after.finals()                     # slots free again once they close
+    stats = httpx.get(f"{base_url}/ws/transcribe/sessions").json()
+    assert stats["max_sessions"] == limit and stats["families"]["platform"]["refused"] >= 1
 
 
 def _single(url: str, messages: list) -> object:
@@ -207,6 +287,9 @@ def test_frame_over_the_size_limit_closes_with_1009(ws_url):
     ({"type": "config", "encoding": "mp3", "sample_rate": 16000, "channels": 1}, "invalid_config", 1003),
     ({"type": "config", "encoding": "pcm16", "sample_rate": 16000, "channels": 6}, "invalid_config", 1003),
     ({"type": "config", "model": "whisper-huge"}, "model_not_found", 1008),
+    ({"type": "config", "language": "xx"}, "unsupported_language", 1003),
+    ({"type": "config", "model": "whisper-tiny.en", "language": "fr"}, "unsupported_language", 1003),
+    ({"type": "config", "partial_interval": 0}, "invalid_config", 1003),
 ])
 def test_gateway_bad_config_is_refused_with_a_close_code(ws_url, config, code, close):
     result = _single(f"{ws_url}/v1/speech/stream", [json.dumps(config)])

@@ -14,11 +14,12 @@ from typing import Literal
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from graphs.live import END, LiveConfig, LiveConnection, json_message
+from graphs.live import LiveTranscription
 from graphs.routers import services
+from graphs.transport import WebSocketRunner, json_message
 from speechcore.audio import OpusPacketDecoder, StreamResampler, pcm_to_float
 from speechcore.formats import gateway_word, ms, transcript_confidence
-from speechcore.streaming import StreamError, TurnResult
+from speechcore.sessions.events import AudioIn, Configure, EndOfInput, Error, Event, StreamError, Transcription
 
 router = APIRouter(tags=["speech gateway"])
 
@@ -32,26 +33,26 @@ class StreamConfig(BaseModel):
     channels: Literal[1, 2] = 1
 
 
-class GatewayProtocol:
-    option_defaults = {"word_timestamps": True}
+class GatewaySerializer:
+    family = "gateway"
 
     def __init__(self):
         self.decode = None
 
-    def parse(self, message: dict) -> list:
+    def parse(self, message: dict) -> list[Event]:
         if self.decode is None:
             return [self._configure(message)]
         if message.get("bytes") is not None:
-            return [self.decode(message["bytes"])]
+            return [AudioIn(self.decode(message["bytes"]))]
         data = json_message(message)
         if data.get("type") == "end":
-            return [END]
+            return [EndOfInput()]
         if data.get("type") == "config":
             raise StreamError("already_configured", "The stream is already configured; send binary audio frames.")
         raise StreamError("unknown_message", "After the config message send binary audio frames "
                           "(or {\"type\": \"end\"}).")
 
-    def _configure(self, message: dict) -> LiveConfig:
+    def _configure(self, message: dict) -> Configure:
         if message.get("text") is None:
             raise StreamError("config_required", "The first message must be the JSON config "
                               "{\"type\": \"config\", \"encoding\", \"sample_rate\", \"channels\"}.", 1008)
@@ -69,17 +70,23 @@ class GatewayProtocol:
             self.decode = lambda data: to_16k(opus(data))
         else:
             self.decode = lambda data: to_16k(pcm_to_float(data, config.encoding, config.channels))
-        return LiveConfig(data)
+        return Configure(data)
 
-    def result(self, r: TurnResult) -> dict:
-        t = r.transcript
-        body = {"is_final": r.is_final, "text": t.text, "confidence": transcript_confidence(t),
-                "language": t.language, "start_ms": ms(r.start_s), "end_ms": ms(r.end_s)}
-        if r.is_final:
-            body["words"] = [gateway_word(w, r.offset_s) for s in t.segments for w in (s.words or [])]
-        return body
+    def render(self, event: Event) -> dict | None:
+        if isinstance(event, Transcription):
+            t = event.transcript
+            body = {"is_final": event.is_final, "text": t.text, "confidence": transcript_confidence(t),
+                    "language": t.language, "start_ms": ms(event.start_s), "end_ms": ms(event.end_s)}
+            if event.is_final:
+                body["words"] = [gateway_word(w, event.offset_s) for s in t.segments for w in (s.words or [])]
+            return body
+        if isinstance(event, Error):
+            return {"error": {"code": event.code, "message": event.message}}
+        return None
 
 
 @router.websocket("/v1/speech/stream")
 async def speech_stream(ws: WebSocket):
-    await LiveConnection(ws, services(), GatewayProtocol()).serve()
+    svc = services()
+    await WebSocketRunner(ws, GatewaySerializer(),
+                          lambda send: LiveTranscription(svc, send, option_defaults={"word_timestamps": True})).run()

@@ -9,44 +9,54 @@ from __future__ import annotations
 
 from fastapi import APIRouter, WebSocket
 
-from graphs.live import END, LiveConfig, LiveConnection, base64_audio, json_message, live_stats
+from graphs.live import LiveTranscription, live_stats
 from graphs.routers import services
+from graphs.transport import WebSocketRunner, base64_audio, json_message
 from speechcore.audio import pcm_to_float
-from speechcore.streaming import StreamError, TurnResult
+from speechcore.sessions.events import (AudioIn, Configure, EndOfInput, Error, Event, StreamError, Transcription,
+                                        VoiceProfile)
 
 router = APIRouter(tags=["live transcription"])
 
 
-class PlatformProtocol:
-    option_defaults: dict = {}
+class PlatformSerializer:
+    family = "platform"
 
-    def parse(self, message: dict) -> list:
+    def parse(self, message: dict) -> list[Event]:
         data = json_message(message)
         if "audio_event" in data:
             event = data["audio_event"]
             if not isinstance(event, dict) or "audio_base_64" not in event:
                 raise StreamError("invalid_audio_event", "audio_event must be {\"audio_base_64\": <base64 int16>}.")
-            return [pcm_to_float(base64_audio(event["audio_base_64"]), "pcm16", 1)]
+            return [AudioIn(pcm_to_float(base64_audio(event["audio_base_64"]), "pcm16", 1))]
         kind = data.get("type")
         if kind == "config":
             if data.get("sample_rate") not in (None, 16000):
                 raise StreamError("unsupported_sample_rate", "This endpoint takes int16 mono audio at 16000 Hz "
                                   f"only, not {data['sample_rate']!r} (use /v1/speech/stream for other rates).", 1003)
-            return [LiveConfig(data)]
+            return [Configure(data)]
         if kind == "end":
-            return [END]
+            return [EndOfInput()]
         raise StreamError("unknown_message", f"Unknown message (type {kind!r}); expected audio_event, "
                           "config or end.")
 
-    def result(self, r: TurnResult) -> dict:
-        return {"type": "transcript", "text": r.transcript.text, "is_final": r.is_final}
+    def render(self, event: Event) -> dict | None:
+        if isinstance(event, Transcription):
+            return {"type": "transcript", "text": event.transcript.text, "is_final": event.is_final}
+        if isinstance(event, VoiceProfile):
+            return {"type": "ssap", "properties": event.properties}
+        if isinstance(event, Error):
+            return {"type": "error", "code": event.code, "message": event.message}
+        return None
 
 
 @router.websocket("/ws/transcribe/vad")
 async def transcribe_vad(ws: WebSocket):
-    await LiveConnection(ws, services(), PlatformProtocol(), ssap_allowed=True).serve()
+    svc = services()
+    await WebSocketRunner(ws, PlatformSerializer(),
+                          lambda send: LiveTranscription(svc, send, ssap_allowed=True)).run()
 
 
-@router.get("/ws/transcribe/sessions", summary="Live transcription sessions open on this ingress replica")
+@router.get("/ws/transcribe/sessions", summary="Live sessions open on this ingress replica")
 async def sessions():
     return live_stats()

@@ -1,7 +1,7 @@
 """One small interface per model role; CPU and GPU backends implement the same one."""
 from __future__ import annotations
 
-from typing import Iterator, Protocol
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 
@@ -15,9 +15,12 @@ class Transcriber(Protocol):
 
 
 class SpeechDetector(Protocol):
+    """Streams: `state` is the detector's own (None to start); callers only pass it back."""
     def info(self) -> ModelInfo: ...
     def frame_probs(self, audio: np.ndarray) -> np.ndarray: ...
-    def stream_probs(self, frames: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def frame_probs_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]: ...
+    def stream_probs(self, audio: np.ndarray, state: Any) -> tuple[np.ndarray, float, Any]: ...
+    def stream_probs_batch(self, items: list[tuple[np.ndarray, Any]]) -> list[tuple[np.ndarray, float, Any]]: ...
 
 
 class Embedder(Protocol):
