@@ -2,51 +2,85 @@
 
 Files: frame probabilities -> speech regions. Streams: sessions keep their
 own recurrent state; `step` calls from many sessions are batched into one
-ONNX run per frame.
+ONNX run per frame. Batch sizes come from the deployment's `user_config` (a
+`VADBatchConfig`, applied by `reconfigure`); a batch that fails is run again
+item by item, so only the item that fails gets the error.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from deployments.base import ModelDeployment
+from speechcore.backends.protocols import SpeechDetector
+from speechcore.batching import Failed, isolate_failures, unwrap
 from speechcore.vad import RegionOptions, speech_regions
+
+StepItem = tuple[np.ndarray, np.ndarray]
+
+
+class VADBatchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    regions_max_batch_size: int = Field(16, ge=1)
+    """Whole recordings per frame-probability pass."""
+    regions_batch_wait_s: float = Field(0.005, ge=0)
+    step_max_batch_size: int = Field(32, ge=1)
+    """Live sessions' frame steps per ONNX run."""
+    step_batch_wait_s: float = Field(0.002, ge=0)
 
 
 @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
 class VADDeployment(ModelDeployment):
     role = "vad"
+    Config = VADBatchConfig
+    backend: SpeechDetector
 
-    def __init__(self, spec: dict):
+    def __init__(self, spec: dict[str, Any]):
         super().__init__(spec)
-        self.configure_batching(self.step, 32)
-        self.configure_batching(self.frame_probs, 16)
+        self.reconfigure({})
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        c = VADBatchConfig.model_validate(config)
+        self._frame_probs_batch.set_max_batch_size(c.regions_max_batch_size)
+        self._frame_probs_batch.set_batch_wait_timeout_s(c.regions_batch_wait_s)
+        self._step_batch.set_max_batch_size(c.step_max_batch_size)
+        self._step_batch.set_batch_wait_timeout_s(c.step_batch_wait_s)
 
     async def regions(self, audio: np.ndarray) -> list[tuple[float, float]]:
         """Speech regions (seconds) of a whole recording."""
         return speech_regions(await self.frame_probs(audio), len(audio) / 16000, RegionOptions())
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def frame_probs(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+    async def frame_probs(self, audio: np.ndarray) -> np.ndarray:
         """Frame probabilities; concurrent recordings share one pass."""
-        return await self.run(self.backend.frame_probs_batch, audios)
+        return unwrap(await self._frame_probs_batch(audio))
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
-    async def step(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """items: (frames (T, 576) with context, state (2, 1, 128)) per session -> (probs (T,), state)."""
-        return await self.run(_step_lanes, self.backend, items)
+    async def step(self, item: StepItem) -> StepItem:
+        """(frames (T, 576) with context, state (2, 1, 128)) of one session -> (probs (T,), state)."""
+        return unwrap(await self._step_batch(item))
+
+    @serve.batch
+    async def _frame_probs_batch(self, audios: list[np.ndarray]) -> list[np.ndarray | Failed]:
+        return await isolate_failures(lambda batch: self.run(self.backend.frame_probs_batch, batch), audios)
+
+    @serve.batch
+    async def _step_batch(self, items: list[StepItem]) -> list[StepItem | Failed]:
+        return await isolate_failures(lambda batch: self.run(_step_lanes, self.backend, batch), items)
 
 
-def _step_lanes(backend, items):
+def _step_lanes(backend: SpeechDetector, items: list[StepItem]) -> list[StepItem]:
     lanes = len(items)
     longest = max(f.shape[0] for f, _ in items)
     state = np.concatenate([s for _, s in items], axis=1)
     probs = np.zeros((lanes, longest), dtype=np.float32)
-    final = [None] * lanes
+    final: list[np.ndarray | None] = [None] * lanes
     for t in range(longest):
         frames = np.stack([f[t] if t < f.shape[0] else np.zeros(f.shape[1], np.float32) for f, _ in items])
         probs[:, t], state = backend.run(frames, state)
         for i, (f, _) in enumerate(items):
             if t == f.shape[0] - 1:
                 final[i] = state[:, i:i + 1].copy()
-    return [(probs[i, : f.shape[0]], final[i] if final[i] is not None else s) for i, (f, s) in enumerate(items)]
+    return [(probs[i, : f.shape[0]], fin if fin is not None else s) for i, ((f, s), fin) in enumerate(zip(items, final))]

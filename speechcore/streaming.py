@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,6 +28,7 @@ from speechcore.errors import ApiError
 from speechcore.schemas import TranscribeOptions, Transcript
 from speechcore.vad import FRAME_SAMPLES
 
+T = TypeVar("T")
 log = logging.getLogger("speech.streaming")
 
 CONTEXT = 64                     # Silero's context samples carried between frames
@@ -59,7 +60,7 @@ class StreamOptions(BaseModel):
     partial_beam_size: int = Field(1, ge=1, le=10)
     final_beam_size: int = Field(1, ge=1, le=10)
 
-    def updated(self, fields: dict) -> "StreamOptions":
+    def updated(self, fields: dict[str, Any]) -> "StreamOptions":
         """A copy with `fields` applied (unknown keys ignored); StreamError on a bad value."""
         known = {k: v for k, v in fields.items() if k in type(self).model_fields and v is not None}
         try:
@@ -98,8 +99,8 @@ class _Turn:
     voiced_end: int = 0                         # stream sample after the last voiced frame
     silence: int = 0                            # unvoiced samples since then
     partial_mark: int = 0                       # `voiced` when the last partial started
-    partial_task: asyncio.Task | None = None
-    guess: asyncio.Task | None = None           # speculative final decode
+    partial_task: asyncio.Task[Any] | None = None
+    guess: asyncio.Task[Any] | None = None           # speculative final decode
     guess_end: int = 0
 
     def audio(self, end: int | None = None) -> np.ndarray:
@@ -124,8 +125,8 @@ class LiveSession:
         self._turn: _Turn | None = None
         self._turn_ids = 0
         self._finals_done = 0                   # finals emitted (or dropped), in turn order
-        self._last_final: asyncio.Task | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._last_final: asyncio.Task[Any] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.language = options.language
 
     # -- input -------------------------------------------------------------------------------
@@ -229,6 +230,7 @@ class LiveSession:
 
     def _end_turn(self) -> None:
         turn, self._turn = self._turn, None
+        assert turn is not None   # called only while a turn is open
         self._drop_partial(turn)
         if turn.voiced < _samples(self.options.min_speech_ms):
             self._drop_guess(turn)
@@ -240,7 +242,7 @@ class LiveSession:
         self._last_final = self._spawn(self._final(turn, turn.guess, self._last_final))
 
     # -- model calls and results -------------------------------------------------------------
-    def _spawn(self, coro) -> asyncio.Task:
+    def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(_forget)
@@ -274,7 +276,7 @@ class LiveSession:
             if turn.partial_task is asyncio.current_task():
                 turn.partial_task = None
 
-    async def _final(self, turn: _Turn, guess: asyncio.Task | None, previous: asyncio.Task | None) -> None:
+    async def _final(self, turn: _Turn, guess: asyncio.Task[Any] | None, previous: asyncio.Task[Any] | None) -> None:
         try:
             transcript = await guess if guess is not None else None
             if previous is not None:
@@ -299,7 +301,7 @@ class LiveSession:
         return round(turn.voiced_start / SAMPLE_RATE, 3), round(min(end, turn.voiced_end) / SAMPLE_RATE, 3)
 
 
-def _forget(task: asyncio.Task) -> None:
+def _forget(task: asyncio.Task[Any]) -> None:
     """Retrieve a dropped guess's outcome so asyncio does not log it as never retrieved."""
     if not task.cancelled():
         task.exception()

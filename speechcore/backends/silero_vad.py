@@ -10,7 +10,7 @@ import numpy as np
 
 from speechcore.registry import resolve, size_bytes
 from speechcore.schemas import ModelInfo
-from speechcore.spec import BackendSpec
+from speechcore.spec import BackendOptions, BackendSpec
 from speechcore.vad import FRAME_SAMPLES
 
 CONTEXT = 64
@@ -18,7 +18,13 @@ STATE_SHAPE = (2, 1, 128)
 _LANE_SECONDS = 30  # long files run as parallel lanes of this length
 
 
+class SileroOptions(BackendOptions):
+    threads: int = 1
+
+
 class SileroVAD:
+    Options = SileroOptions
+
     def __init__(self, spec: BackendSpec):
         import onnxruntime as ort
 
@@ -26,7 +32,7 @@ class SileroVAD:
         path = resolve(spec.model)
         self.path = path if path.endswith(".onnx") else f"{path}/silero_vad.onnx"
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(spec.options.get("threads", 1))
+        opts.intra_op_num_threads = SileroOptions.model_validate(spec.options).threads
         opts.inter_op_num_threads = 1
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if spec.device == "cuda" else ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(self.path, sess_options=opts,
