@@ -15,7 +15,9 @@ from ray.serve.deployment import Deployment
 
 from graphs.ingress import Ingress
 from speechcore.roles import ROLES, import_target
-from speechcore.spec import GraphSpec
+from speechcore.spec import BackendSpec, GraphSpec
+
+BACKEND_FIELDS = set(BackendSpec.model_fields)   # what a model deployment gets (not the ASR deployment name)
 
 
 def deployment_class(role: str) -> Deployment:
@@ -26,6 +28,6 @@ def deployment_class(role: str) -> Deployment:
 
 def build_app(args: dict[str, Any]) -> Application:
     spec = GraphSpec(**args)
-    handles = {name: deployment_class(role).options(name=name).bind(s.model_dump())
+    handles = {name: deployment_class(role).options(name=name).bind(s.model_dump(include=BACKEND_FIELDS))
                for name, (role, s) in spec.model_deployments().items()}
     return cast(Deployment, Ingress).options(name="ingress").bind(spec.model_dump(), handles)
