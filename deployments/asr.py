@@ -43,7 +43,7 @@ class ASRDeployment(ModelDeployment):
         with self.batcher.admitted(request.lane, cost):
             if request.lane == "interactive":
                 return await self.batcher.submit(request, cost, request.lane)
-            first, *rest = split_request(request, self.batcher.config.max_batch_audio_s)
+            first, *rest = split_request(request, self.batcher.config.budget("bulk"))
             head = await self.batcher.submit(first, audio_seconds(first), request.lane)
             if not rest:
                 return head

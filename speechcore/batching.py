@@ -9,12 +9,11 @@ only when the model is free, from everything that queued meanwhile:
 
 - **Lanes.** Interactive work (live partials and finals) is taken before bulk
   work (uploads, jobs) and never shares a batch with it, so a live final never
-  waits behind queued uploads; bulk requests are cut into pieces of at most
-  one batch budget (`split_request`), so it waits at most for the piece
-  running now.
-- **Audio seconds.** A batch is filled up to `max_batch_audio_s` of audio (at
-  least one item), not to a request count: ten 2 s partials cost what one 20 s
-  chunk does.
+  waits behind queued uploads; bulk requests are cut into pieces of one bulk
+  budget (`split_request`), so it waits at most for the bulk batch running now.
+- **Audio seconds.** A batch is filled up to `max_batch_audio_s` of audio
+  (bulk: `bulk_batch_audio_s`; at least one item), not to a request count: ten
+  2 s partials cost what one 20 s chunk does.
 - **Admission.** A lane holds at most `max_requests[lane]` requests and
   `max_audio_s[lane]` seconds of audio (admitted, not yet answered); beyond
   that a request is refused at once (`Overloaded`: 429 with `Retry-After`, the
@@ -61,6 +60,9 @@ class BatchConfig(BaseModel):
 
     max_batch_audio_s: float = Field(120.0, gt=0)
     """Audio seconds per model call (a longer single item still runs, alone)."""
+    bulk_batch_audio_s: float | None = Field(None, gt=0)
+    """Audio seconds per bulk batch, and the size of the pieces bulk requests are cut into (default:
+    `max_batch_audio_s`): the longest a live request waits behind bulk work is one such batch."""
     batch_wait_s: float = Field(0.01, ge=0)
     """An idle model waits this long so simultaneous calls share a batch."""
     max_requests: dict[Lane, int | None] = Field(default_factory=lambda: _per_lane(None, 8))
@@ -69,6 +71,13 @@ class BatchConfig(BaseModel):
     behind bulk work before it reaches the lanes."""
     max_audio_s: dict[Lane, float | None] = Field(default_factory=lambda: _per_lane(None, 600.0))
     """Audio seconds a lane may hold (None: unbounded); beyond it requests are refused."""
+
+
+    def budget(self, lane: Lane) -> float:
+        """Audio seconds per batch of `lane`."""
+        if lane == "bulk" and self.bulk_batch_audio_s:
+            return self.bulk_batch_audio_s
+        return self.max_batch_audio_s
 
 
 class Overloaded(ApiError):
@@ -147,8 +156,8 @@ class DrainBatcher(Generic[T, R]):
     def _take(self) -> list[_Item[T, R]]:
         """The next batch, up to the audio budget (at least one item), from one lane: interactive
         while it has work, else bulk (a mixed batch would make interactive callers wait for bulk audio)."""
-        budget = self.config.max_batch_audio_s
         for lane in LANES:
+            budget = self.config.budget(lane)
             queue = self._lanes[lane].items
             batch: list[_Item[T, R]] = []
             while queue:

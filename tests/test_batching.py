@@ -237,3 +237,14 @@ def test_the_timeout_grows_with_the_audio_so_a_file_under_the_length_limit_never
     longest = settings.max_audio_seconds
     assert timeout_for(longest) - settings.request_timeout_s >= 5 * worst_cpu_rtf * longest   # 5x margin for load
     assert timeout_for(10.0) < timeout_for(60.0) < timeout_for(3600.0)
+
+
+def test_bulk_batches_have_their_own_smaller_budget():
+    seen = []
+
+    async def main():
+        b = DrainBatcher(recording_model(seen, 0.01), config(100, bulk_batch_audio_s=20))
+        await asyncio.gather(*(b.submit(i, 10, "bulk") for i in range(3)), *(b.submit(i, 10) for i in (7, 8, 9)))
+
+    run(main())
+    assert seen == [[7, 8, 9], [0, 1], [2]]
