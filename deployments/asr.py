@@ -56,5 +56,9 @@ class ASRDeployment(ModelDeployment):
     def batch_sizes(self) -> list[int]:
         return self.batcher.batch_sizes
 
+    def batch_config(self) -> dict[str, Any]:
+        """The batching and admission settings in force (from `user_config`)."""
+        return self.batcher.config.model_dump()
+
     async def detect_language(self, audio: Any) -> tuple[str, float]:
         return await self.run(self.backend.detect_language, audio)

@@ -65,11 +65,11 @@ class BatchConfig(BaseModel):
     `max_batch_audio_s`): the longest a live request waits behind bulk work is one such batch."""
     batch_wait_s: float = Field(0.01, ge=0)
     """An idle model waits this long so simultaneous calls share a batch."""
-    max_requests: dict[Lane, int | None] = Field(default_factory=lambda: _per_lane(None, 8))
+    max_requests: dict[Lane, int | None] = Field(default_factory=lambda: _per_lane(None, 16))
     """Requests a lane may hold (None: unbounded); beyond it requests are refused (429 + Retry-After).
     Keep the sum below the deployment's `max_ongoing_requests`, so Serve never queues interactive work
     behind bulk work before it reaches the lanes."""
-    max_audio_s: dict[Lane, float | None] = Field(default_factory=lambda: _per_lane(None, 600.0))
+    max_audio_s: dict[Lane, float | None] = Field(default_factory=lambda: _per_lane(None, 180.0))
     """Audio seconds a lane may hold (None: unbounded); beyond it requests are refused."""
 
 
