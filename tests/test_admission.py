@@ -17,7 +17,7 @@ from graphs import launch
 from speechcore.textmetrics import wer
 from tests.speech import librivox
 
-MODEL, DEPLOYMENT = "whisper-tiny.en", "asr_whisper_tiny_en"
+MODEL, DEPLOYMENT = "whisper-base", "asr_whisper_base"   # the model whose WER on these clips the suite knows
 
 
 def asr_deployment(config: dict) -> dict:
@@ -60,9 +60,9 @@ def test_a_flooded_bulk_lane_refuses_with_retry_after_and_completes_what_it_admi
     admitted = [(ref, r) for (_, ref), r in answers if r.status_code == 200]
     refused = [r for _, r in answers if r.status_code != 200]
     assert admitted and refused, [r.status_code for _, r in answers]
-    for ref, r in admitted:
-        assert wer(ref, r.json()["text"]) <= 0.2, r.text
     for r in refused:
-        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1, r.text
         error = r.json()["error"]
         assert error["code"] == "overloaded" and error["type"] == "requests" and "retry in" in error["message"]
+    for ref, r in admitted:
+        assert wer(ref, r.json()["text"]) <= 0.2, r.text
