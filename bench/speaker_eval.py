@@ -27,7 +27,7 @@ from speechcore.spec import GraphSpec
 from tests.speech import CALL, FIXTURES, call_turns
 
 CPU_SPEC = GraphSpec(**yaml.safe_load((REPO_ROOT / "configs/serve_cpu.yaml").read_text())["applications"][0]["args"]
-                     ).speaker_embedding
+                     ).role("speaker_embedding")
 
 
 def utterances() -> list[tuple[str, np.ndarray]]:

@@ -1,29 +1,33 @@
 """Application builder: `import_path: graphs.app:build_app`, `args:` = a GraphSpec.
 
 The CPU and GPU profiles are this one graph with different args and
-deployment options (configs/serve_cpu.yaml, serve_config.yaml).
+deployment options (configs/serve_cpu.yaml, serve_config.yaml). Which
+deployment class serves each role comes from the role table
+(speechcore.roles). Validating the spec checks every backend's options, so a
+misspelt option fails here, before any replica starts.
 """
 from __future__ import annotations
 
+from typing import Any, cast
+
 from ray.serve import Application
+from ray.serve.deployment import Deployment
 
-from deployments.anti_spoof import AntiSpoofDeployment
-from deployments.asr import ASRDeployment
-from deployments.llm import LLMDeployment
-from deployments.speaker_embedding import SpeakerEmbeddingDeployment
-from deployments.tts import TTSDeployment
-from deployments.vad import VADDeployment
-from deployments.voice_profile import VoiceProfileDeployment
 from graphs.ingress import Ingress
-from speechcore.spec import GraphSpec
+from speechcore.roles import ROLES, import_target
+from speechcore.spec import BackendSpec, GraphSpec
 
-DEPLOYMENT_CLASSES = {"asr": ASRDeployment, "vad": VADDeployment, "speaker_embedding": SpeakerEmbeddingDeployment,
-                      "tts": TTSDeployment, "llm": LLMDeployment}
-DEPLOYMENT_CLASSES.update({"anti_spoof": AntiSpoofDeployment, "voice_profile": VoiceProfileDeployment})
+BACKEND_FIELDS = set(BackendSpec.model_fields)   # what a model deployment gets (not the ASR deployment name)
 
 
-def build_app(args: dict) -> Application:
+def deployment_class(role: str) -> Deployment:
+    cls = import_target(ROLES[role].deployment)
+    assert isinstance(cls, Deployment), ROLES[role].deployment
+    return cls
+
+
+def build_app(args: dict[str, Any]) -> Application:
     spec = GraphSpec(**args)
-    handles = {name: DEPLOYMENT_CLASSES[role].options(name=name).bind(s.model_dump())
+    handles = {name: deployment_class(role).options(name=name).bind(s.model_dump(include=BACKEND_FIELDS))
                for name, (role, s) in spec.model_deployments().items()}
-    return Ingress.options(name="ingress").bind(spec.model_dump(), handles)
+    return cast(Deployment, Ingress).options(name="ingress").bind(spec.model_dump(), handles)

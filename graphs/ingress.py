@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from fastapi import FastAPI
 from ray import serve
@@ -32,7 +33,7 @@ app.include_router(gateway_stream.router)
 @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
 @serve.ingress(app)
 class Ingress:
-    async def __init__(self, spec: dict, handles: dict):
+    async def __init__(self, spec: dict[str, Any], handles: dict[str, Any]) -> None:  # type: ignore[misc]  # Serve awaits it
         settings = get_settings()
         logging.getLogger().setLevel(settings.log_level)
         graph = GraphSpec(**spec)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hmac
+import math
 import logging
 
 from fastapi import FastAPI, Request
@@ -11,7 +12,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from speechcore.errors import ApiError, UploadTooLarge, error_body, family_of
+from speechcore.errors import ApiError, UploadTooLarge, family_for
 from speechcore.settings import get_settings
 
 log = logging.getLogger("speech.errors")
@@ -26,9 +27,13 @@ def app_path(scope) -> str:
 
 
 def error_response(request_path: str, err: ApiError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
-    return JSONResponse(error_body(request_path, err.status, err.code, err.message, err.param),
-                        status_code=err.status, headers=headers)
+    """The error in the shape of the family that owns the path (routers register theirs)."""
+    cause = getattr(err, "cause", None)   # raised in a deployment: Ray wraps it, the original has every field
+    err = cause if isinstance(cause, ApiError) else err
+    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else {}
+    if err.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after_s)))
+    return JSONResponse(family_for(request_path).body(err), status_code=err.status, headers=headers or None)
 
 
 class GuardMiddleware:
@@ -136,7 +141,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         path = app_path(request.scope)
-        if family_of(path) == "detail":
+        if family_for(path).fastapi_validation:
             from fastapi.encoders import jsonable_encoder
             return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
         first = exc.errors()[0] if exc.errors() else {}

@@ -3,9 +3,11 @@
 `svc.vad.regions(audio)`, `svc.asr(model).transcribe(request)`,
 `svc.speaker_embedding.embed(audio)`, `svc.tts.synthesize(...)` (async
 iterator), ... Every call goes through one guard: a deployment that is not
-ready answers 503 at once with the reason, a call that outlives its timeout is
-cancelled and answers 503 `timeout`, and a caller that goes away cancels the
-call it made (the deployment drops queued work of cancelled callers).
+ready answers 503 at once with the reason, a call that outlives its timeout
+(`timeout_for`: longer for longer audio) is cancelled and answers 503
+`timeout`, and a caller that goes away cancels the call it made (the
+deployment drops queued work of cancelled callers and tells a running decode
+to stop at its next segment).
 """
 from __future__ import annotations
 
@@ -15,10 +17,22 @@ from typing import Any, AsyncIterator
 import numpy as np
 
 from graphs.readiness import Readiness
+from speechcore.audio import SAMPLE_RATE
+from speechcore.batching import audio_seconds
 from speechcore.errors import ApiError, Unavailable
 from speechcore.schemas import ASRRequest, ChatMessage, Speech, Transcript
 from speechcore.settings import get_settings
 from speechcore.spec import GraphSpec
+
+
+def timeout_for(audio_s: float) -> float:
+    """A model call's time limit: the base plus time per second of audio, so long files never time out."""
+    settings = get_settings()
+    return settings.request_timeout_s + audio_s * settings.timeout_per_audio_s
+
+
+def _seconds(audio: np.ndarray) -> float:
+    return len(audio) / SAMPLE_RATE
 
 
 class DeploymentClient:
@@ -33,7 +47,7 @@ class DeploymentClient:
         return self.svc._ready_handle(self.deployment)
 
     async def call(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
-        timeout_s = timeout_s or get_settings().request_timeout_s
+        timeout_s = timeout_s or timeout_for(0.0)
         response = getattr(self.handle(), method).remote(*args)
         try:
             return await asyncio.wait_for(response, timeout_s)
@@ -57,7 +71,7 @@ class DeploymentClient:
 class VAD(DeploymentClient):
     async def regions(self, audio: np.ndarray) -> list[tuple[float, float]]:
         """Speech regions (seconds) of a whole recording."""
-        return await self.call("regions", audio)
+        return await self.call("regions", audio, timeout_s=timeout_for(_seconds(audio)))
 
     async def stream_probs(self, audio: np.ndarray, state: Any) -> tuple[np.ndarray, float, Any]:
         """A stream's next speech probabilities and frame length; `state` is the VAD's own (None to start)."""
@@ -66,7 +80,7 @@ class VAD(DeploymentClient):
 
 class ASR(DeploymentClient):
     async def transcribe(self, request: ASRRequest) -> Transcript:
-        return await self.call("transcribe", request)
+        return await self.call("transcribe", request, timeout_s=timeout_for(audio_seconds(request)))
 
     async def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
         return await self.call("detect_language", audio)
@@ -74,7 +88,7 @@ class ASR(DeploymentClient):
 
 class SpeakerEmbedding(DeploymentClient):
     async def embed(self, audio: np.ndarray) -> np.ndarray:
-        return np.asarray(await self.call("embed", audio), dtype=np.float32)
+        return np.asarray(await self.call("embed", audio, timeout_s=timeout_for(_seconds(audio))), dtype=np.float32)
 
 
 class TTS(DeploymentClient):
@@ -88,13 +102,13 @@ class TTS(DeploymentClient):
 
 class AntiSpoof(DeploymentClient):
     async def detect(self, audio: np.ndarray, mode: str) -> dict[str, Any]:
-        return await self.call("detect", audio, mode)
+        return await self.call("detect", audio, mode, timeout_s=timeout_for(_seconds(audio)))
 
 
 class VoiceProfile(DeploymentClient):
     async def profile(self, audio: np.ndarray) -> dict[str, dict[str, float]]:
         """Property -> {label: probability}, only for properties a loaded model backs."""
-        return await self.call("profile", audio)
+        return await self.call("profile", audio, timeout_s=timeout_for(_seconds(audio)))
 
     async def unavailable(self) -> dict[str, str]:
         return await self.call("unavailable")

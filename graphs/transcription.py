@@ -39,7 +39,7 @@ async def transcribe(svc: Services, audio: np.ndarray, model: str | None, option
     decode = replace(options, word_timestamps=options.word_timestamps or sentences)
     if len(plan) > 1 and not decode.language:   # one language for the whole recording, detected once
         decode.language, _ = await asr.detect_language(speech_sample(audio, plan))
-    parts = await _all([asr.transcribe(r) for r in asr_requests(audio, plan, decode)])
+    parts = await _all([asr.transcribe(replace(r, lane="bulk")) for r in asr_requests(audio, plan, decode)])
     transcript = merge_transcripts(plan, parts, len(audio) / SAMPLE_RATE, options, name)
     if sentences:
         transcript.segments = sentence_segments(transcript.segments)

@@ -65,11 +65,11 @@ class Voiceprints:
 
     @property
     def model(self) -> str:
-        return self.svc.spec.speaker_embedding.model
+        return self.svc.spec.role("speaker_embedding").model
 
     @property
     def thresholds(self) -> Thresholds:
-        return Thresholds.from_options(self.svc.spec.speaker_embedding.options)
+        return Thresholds.from_options(self.svc.spec.role("speaker_embedding").options)
 
     async def embed(self, clip: Clip) -> np.ndarray:
         return await self.svc.speaker_embedding.embed(check_clip(clip))
@@ -80,7 +80,7 @@ class Voiceprints:
         return list(await asyncio.gather(*(self.embed(c) for c in clips)))
 
     async def enroll(self, family: str, name: str, clip: Clip, description: str = "",
-                     speaker_id: str | None = None) -> tuple[Speaker, str, np.ndarray]:
+                     speaker_id: str | None = None) -> tuple[Speaker, str | None, np.ndarray]:
         """Adds a sample to the named speaker (created on first enrolment): (speaker, audio path, embedding)."""
         embedding = await self.embed(clip)
         speaker, path = await asyncio.to_thread(self.db.add_sample, family=family, model=self.model,

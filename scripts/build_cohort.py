@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--per-speaker", type=int, default=8)
     args = ap.parse_args()
     (app,) = yaml.safe_load((REPO_ROOT / args.config).read_text())["applications"]
-    spec = GraphSpec(**app["args"]).speaker_embedding
+    spec = GraphSpec(**app["args"]).role("speaker_embedding")
     utts = cohort_utterances(args.per_speaker)
     if not utts:
         sys.exit("no cohort recordings found: apt-get install klettres-data asterisk-core-sounds-en-g722")

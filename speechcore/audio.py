@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 from math import gcd
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -30,7 +30,7 @@ def decode_audio(source: bytes | BinaryIO | str, sample_rate: int = SAMPLE_RATE,
         if not source:
             raise AudioError("empty_audio", "The uploaded audio is empty (0 bytes).", status=400)
         source = io.BytesIO(source)
-    elif hasattr(source, "seek"):
+    elif not isinstance(source, str):
         source.seek(0, io.SEEK_END)
         if source.tell() == 0:
             raise AudioError("empty_audio", "The uploaded audio is empty (0 bytes).", status=400)
@@ -58,7 +58,7 @@ def require_finite(audio: np.ndarray) -> np.ndarray:
     return audio
 
 
-def _decode_stream(container, sample_rate: int, max_seconds: float | None) -> list[np.ndarray]:
+def _decode_stream(container: Any, sample_rate: int, max_seconds: float | None) -> list[np.ndarray]:
     import av
 
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)

@@ -1,13 +1,13 @@
 """One error type for the whole server, rendered in each API family's own shape.
 
-Families (by path): the speech gateway (`/v1/speech/...`) answers
-`{"error": {"code", "message"}}`; the OpenAI-compatible paths answer
-`{"error": {"message", "type", "param", "code"}}`; every other family uses
-FastAPI's `{"detail": message}`.
+A family is a renderer (`ErrorFamily`); the routers that own a family register
+it for their path prefixes (`register_family`), so this module knows no URLs.
+Paths no family claims answer FastAPI's `{"detail": message}`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 
 @dataclass
@@ -16,9 +16,21 @@ class ApiError(Exception):
     code: str
     message: str
     param: str | None = None
+    retry_after_s: float | None = None
+    """Sent as `Retry-After` (whole seconds) when set: the server is busy, not the request wrong."""
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickles with its fields whatever a subclass's __init__ takes (errors cross Ray processes).
+        return (_restore, (type(self), dict(self.__dict__)))
+
+
+def _restore(cls: type[ApiError], state: dict[str, Any]) -> ApiError:
+    err = cls.__new__(cls)
+    err.__dict__.update(state)
+    return err
 
 
 class AudioError(ApiError):
@@ -40,34 +52,51 @@ class Unavailable(ApiError):
         super().__init__(503, code, message)
 
 
-def family_of(path: str) -> str:
-    if path.startswith("/v1/speech"):
-        return "gateway"
-    if path.startswith(("/v1/audio", "/v1/models", "/v1/chat")):
-        return "openai"
-    return "detail"
+def _detail_body(err: ApiError) -> dict[str, Any]:
+    return {"detail": err.message}
 
 
-_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "requests"}   # 429: as OpenAI
-
-
-def openai_type(status: int) -> str:
-    """OpenAI's error `type`: a client-error type for every 4xx, `server_error` otherwise."""
-    return _OPENAI_TYPES.get(status, "invalid_request_error" if 400 <= status < 500 else "server_error")
-
-
-def error_body(path: str, status: int, code: str, message: str, param: str | None = None) -> dict:
-    family = family_of(path)
-    if family == "gateway":
-        return {"error": {"code": code, "message": message}}
-    if family == "openai":
-        return {"error": {"message": message, "type": openai_type(status),
-                          "param": param, "code": code}}
-    return {"detail": message}
-
-
-def ws_error_event(path: str, code: str, message: str) -> dict:
-    """An error as a WebSocket message: the gateway's error object, else `{"type": "error", ...}`."""
-    if family_of(path) == "gateway":
-        return error_body(path, 400, code, message)
+def _ws_event(code: str, message: str) -> dict[str, Any]:
     return {"type": "error", "code": code, "message": message}
+
+
+@dataclass(frozen=True)
+class ErrorFamily:
+    name: str
+    body: Callable[[ApiError], dict[str, Any]] = _detail_body
+    """The JSON body of an HTTP error response."""
+    ws_event: Callable[[str, str], dict[str, Any]] = _ws_event
+    """An error as a WebSocket message (code, message)."""
+    fastapi_validation: bool = False
+    """Request-validation errors keep FastAPI's own 422 `{"detail": [...]}` list."""
+
+
+DETAIL = ErrorFamily("detail", fastapi_validation=True)
+"""The default: FastAPI's `{"detail": message}`."""
+
+_registry: dict[str, ErrorFamily] = {}
+
+
+def register_family(family: ErrorFamily, *prefixes: str) -> ErrorFamily:
+    """Paths starting with any of `prefixes` answer errors in `family`'s shape (longest prefix wins)."""
+    for prefix in prefixes:
+        _registry[prefix] = family
+    return family
+
+
+def family_for(path: str) -> ErrorFamily:
+    matches = [p for p in _registry if path.startswith(p)]
+    return _registry[max(matches, key=len)] if matches else DETAIL
+
+
+def family_of(path: str) -> str:
+    return family_for(path).name
+
+
+def error_body(path: str, status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    return family_for(path).body(ApiError(status, code, message, param))
+
+
+def ws_error_event(path: str, code: str, message: str) -> dict[str, Any]:
+    """An error as a WebSocket message in the family's shape."""
+    return family_for(path).ws_event(code, message)

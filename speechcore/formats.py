@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from speechcore.schemas import Segment, Transcript, Word
 
@@ -25,7 +26,7 @@ def ms(seconds: float) -> int:
     return int(round(seconds * 1000))
 
 
-def gateway_word(w: Word, offset_s: float = 0.0) -> dict:
+def gateway_word(w: Word, offset_s: float = 0.0) -> dict[str, Any]:
     """A word as the speech gateway reports it (REST and streaming alike)."""
     return {"word": w.word.strip(), "start_ms": ms(offset_s + w.start), "end_ms": ms(offset_s + w.end),
             "confidence": round(w.probability, 4)}

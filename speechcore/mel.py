@@ -10,14 +10,14 @@ from functools import lru_cache
 import numpy as np
 
 
-def _hz_to_mel(f):
+def _hz_to_mel(f: np.ndarray | float) -> np.ndarray:
     f = np.asarray(f, dtype=np.float64)
     lin = f / (200.0 / 3)
     log = 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
     return np.where(f >= 1000.0, log, lin)
 
 
-def _mel_to_hz(m):
+def _mel_to_hz(m: np.ndarray | float) -> np.ndarray:
     m = np.asarray(m, dtype=np.float64)
     lin = m * (200.0 / 3)
     log = 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0))

@@ -2,6 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+Lane = Literal["interactive", "bulk"]
+"""Interactive work (live partials and finals) is served before bulk work (uploads, jobs)."""
 
 
 @dataclass
@@ -49,7 +55,7 @@ class TranscribeOptions:
     """Encode only the speech (plus the model's `fast_window_pad_s`), not a padded 30 s window:
     faster, a little less robust; live partials ask for it. Ignored by models without the option."""
 
-    def batch_key(self) -> tuple:
+    def batch_key(self) -> tuple[object, ...]:
         """Requests with equal keys can share one batched decoder call."""
         return (self.language, self.task, self.word_timestamps, self.prompt,
                 self.temperature, self.beam_size, self.fast_window)
@@ -57,15 +63,16 @@ class TranscribeOptions:
 
 @dataclass
 class ASRRequest:
-    audio: object                      # np.ndarray float32 16 kHz mono
+    audio: np.ndarray                  # float32 16 kHz mono
     clips: list[tuple[float, float]]   # speech regions (seconds) to decode
     options: TranscribeOptions
+    lane: Lane = "interactive"
 
 
 @dataclass
 class Speech:
     """Synthesized speech: float32 mono samples."""
-    audio: object
+    audio: np.ndarray
     sample_rate: int
 
 
@@ -84,4 +91,4 @@ class ModelInfo:
     path: str
     size_bytes: int = 0
     languages: list[str] | str = "multilingual"
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -30,7 +30,12 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = []
     """Origins browsers may call from (comma-separated, or `*`); none by default."""
     request_timeout_s: float = 300.0
-    """Upper bound on one model call made by the ingress."""
+    """Upper bound on one model call made by the ingress, plus `timeout_per_audio_s` for each second
+    of audio the call carries; a call that runs out is cancelled (its queued work never runs) and
+    answers 503 `timeout`."""
+    timeout_per_audio_s: float = 1.0
+    """Extra timeout per second of audio: a file under `max_audio_seconds` must not time out, so this
+    is at least the slowest model's seconds per audio second (CPU profile, whisper-base: about 0.1)."""
     status_refresh_s: float = 2.0
     """How often the ingress refreshes deployment readiness."""
     stream_idle_timeout_s: float = 30.0

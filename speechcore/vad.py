@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 FRAME_SAMPLES = 512
 FRAME_SECONDS = FRAME_SAMPLES / 16000
 
@@ -20,7 +22,7 @@ class RegionOptions:
     max_speech_s: float = 28.0
 
 
-def speech_regions(probs, duration: float, opts: RegionOptions = RegionOptions()) -> list[tuple[float, float]]:
+def speech_regions(probs: np.ndarray, duration: float, opts: RegionOptions = RegionOptions()) -> list[tuple[float, float]]:
     """[(start, end)] seconds of speech; long regions are cut at their quietest frame."""
     neg = opts.threshold - 0.15
     raw: list[list[int]] = []
@@ -47,7 +49,7 @@ def speech_regions(probs, duration: float, opts: RegionOptions = RegionOptions()
     return [(round(s * FRAME_SECONDS, 3), round(min(duration, e * FRAME_SECONDS), 3)) for s, e in pieces]
 
 
-def _split_long(probs, start: int, end: int, max_frames: int) -> list[tuple[int, int]]:
+def _split_long(probs: np.ndarray, start: int, end: int, max_frames: int) -> list[tuple[int, int]]:
     out = []
     while end - start > max_frames:
         window = list(probs[start + max_frames // 2: start + max_frames])

@@ -1,6 +1,8 @@
 """Both profiles validate against Ray Serve's own schema and describe the same graph."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
@@ -62,3 +64,48 @@ def test_gpu_profile_deployment_backends_exist():
 
     for role, backend in GraphSpec(**app_of("gpu")["args"]).model_deployments().values():
         assert backend.backend in backend_names(role)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_user_configs_are_valid_batch_configs_of_their_deployments(profile):
+    from graphs.app import deployment_class
+
+    app = app_of(profile)
+    roles = {name: role for name, (role, _) in GraphSpec(**app["args"]).model_deployments().items()}
+    configured = [d for d in app["deployments"] if "user_config" in d]
+    assert {roles[d["name"]] for d in configured} == {"asr", "vad", "speaker_embedding"}
+    for d in configured:
+        config_model = deployment_class(roles[d["name"]]).func_or_class.Config
+        config_model.model_validate(d["user_config"])   # extra="forbid": a misspelt knob fails here
+
+
+def test_a_misspelt_backend_option_fails_building_the_app_naming_it_and_the_backend():
+    from graphs.app import build_app
+
+    args = copy.deepcopy(app_of("cpu")["args"])
+    args["tts"]["options"] = {"espeak_langauges": ["fr"]}
+    with pytest.raises(ValueError, match=r"tts backend 'piper'.*espeak_langauges: unknown option"):
+        build_app(args)
+    args = copy.deepcopy(app_of("cpu")["args"])
+    args["asr"]["whisper-base"]["options"]["cpu_thread"] = 2
+    with pytest.raises(ValueError, match=r"asr backend 'faster-whisper' \(model 'whisper-base'\).*cpu_thread"):
+        GraphSpec(**args)
+    args = copy.deepcopy(app_of("cpu")["args"])
+    args["llm"]["options"]["n_ctx"] = "lots"
+    with pytest.raises(ValueError, match=r"llm backend 'llama-cpp'.*n_ctx"):
+        GraphSpec(**args)
+
+
+def test_roles_come_from_the_role_table():
+    from speechcore.roles import ROLES
+
+    args = copy.deepcopy(app_of("cpu")["args"])
+    spec = GraphSpec(**args)
+    assert {role for role, _ in spec.model_deployments().values()} == set(ROLES)
+    assert GraphSpec(**spec.model_dump()) == spec and set(spec.model_dump()) == set(args)
+    with pytest.raises(ValueError, match="roles missing: \\['tts'\\]"):
+        GraphSpec(**{k: v for k, v in args.items() if k != "tts"})
+    with pytest.raises(ValueError, match="tss"):
+        GraphSpec(**args, tss=args["tts"])
+    with pytest.raises(ValueError, match="no vad backend named 'silero'"):
+        GraphSpec(**{**args, "vad": {**args["vad"], "backend": "silero"}})

@@ -74,6 +74,8 @@ def test_language_normalisation(given, code):
 
 
 def test_error_shapes_per_family():
+    from graphs.routers import gateway_speech, openai_audio  # noqa: F401  (the routers register their families)
+
     assert family_of("/v1/speech/transcribe") == "gateway" and family_of("/v1/audio/speech") == "openai"
     assert family_of("/speakers/x/enroll") == "detail"
     assert error_body("/v1/speech/x", 404, "model_not_found", "nope") == {

@@ -14,10 +14,19 @@ from graphs import speech, transcription
 from graphs.routers import services
 from graphs.routers.deps import upload_audio
 from graphs.services import Services
+from speechcore.errors import ApiError, ErrorFamily, register_family
 from speechcore.formats import gateway_word, ms, segment_confidence, transcript_confidence
 from speechcore.schemas import TranscribeOptions
 
 router = APIRouter(prefix="/v1/speech", tags=["speech gateway"])
+
+
+def _error(err: ApiError) -> dict:
+    return {"error": {"code": err.code, "message": err.message}}
+
+
+ERRORS = register_family(ErrorFamily("gateway", _error, lambda code, message: _error(ApiError(400, code, message))),
+                         router.prefix)   # REST and `WS /v1/speech/stream` alike
 
 
 @router.post("/transcribe", summary="Transcribe a complete audio file",

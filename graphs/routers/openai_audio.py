@@ -17,12 +17,26 @@ from graphs import speech, transcription
 from graphs.routers import services
 from graphs.routers.deps import upload_audio
 from graphs.services import Services
-from speechcore.errors import ApiError
+from speechcore.errors import ApiError, ErrorFamily, register_family
 from speechcore.formats import to_srt, to_vtt
 from speechcore.languages import NAMES
 from speechcore.schemas import Transcript, TranscribeOptions
 
 router = APIRouter(prefix="/v1", tags=["openai compatible"])
+
+_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 429: "requests"}   # 429: as OpenAI
+
+
+def openai_type(status: int) -> str:
+    """OpenAI's error `type`: a client-error type for every 4xx, `server_error` otherwise."""
+    return _ERROR_TYPES.get(status, "invalid_request_error" if 400 <= status < 500 else "server_error")
+
+
+def _error(err: ApiError) -> dict:
+    return {"error": {"message": err.message, "type": openai_type(err.status), "param": err.param, "code": err.code}}
+
+
+ERRORS = register_family(ErrorFamily("openai", _error), "/v1/audio", "/v1/models", "/v1/chat")
 
 ALIASES = {"whisper-1": None}   # None = the server's default ASR model
 FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
@@ -116,7 +130,7 @@ async def audio_speech(body: SpeechRequest, svc: Services = Depends(services)):
 
 
 def _model_ids(svc: Services) -> list[str]:
-    return list(dict.fromkeys([*svc.spec.asr, *ALIASES, svc.spec.tts.model, svc.spec.llm.model]))
+    return list(dict.fromkeys([*svc.spec.asr, *ALIASES, svc.spec.role("tts").model, svc.spec.role("llm").model]))
 
 
 def _model_object(model_id: str) -> dict:

@@ -9,10 +9,15 @@ import numpy as np
 
 from speechcore.registry import resolve, size_bytes
 from speechcore.schemas import ModelInfo
-from speechcore.spec import BackendSpec
+from speechcore.spec import BackendSpec, EmbedderOptions
+
+
+class EcapaOptions(EmbedderOptions):
+    savedir: str | None = None
 
 
 class EcapaEmbedding:
+    Options = EcapaOptions
     dim = 192
 
     def __init__(self, spec: BackendSpec):
@@ -23,7 +28,7 @@ class EcapaEmbedding:
         self.path = resolve(spec.model)
         self.torch = torch
         self.model = EncoderClassifier.from_hparams(source=self.path, run_opts={"device": spec.device},
-                                                    savedir=spec.options.get("savedir"))
+                                                    savedir=EcapaOptions.model_validate(spec.options).savedir)
 
     def info(self) -> ModelInfo:
         return ModelInfo(role="speaker_embedding", name=self.spec.model, backend="speechbrain-ecapa",

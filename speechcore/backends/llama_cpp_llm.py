@@ -6,20 +6,28 @@ from typing import Iterator
 
 from speechcore.registry import resolve, size_bytes
 from speechcore.schemas import ChatMessage, ModelInfo
-from speechcore.spec import BackendSpec
+from speechcore.spec import BackendOptions, BackendSpec
+
+
+class LlamaCppOptions(BackendOptions):
+    n_ctx: int = 2048
+    threads: int = 2
+    chat_format: str = "chatml"
+    seed: int = 0
 
 
 class LlamaCppLLM:
+    Options = LlamaCppOptions
+
     def __init__(self, spec: BackendSpec):
         from llama_cpp import Llama
 
         self.spec = spec
         root = Path(resolve(spec.model))
         self.path = str(root if root.suffix == ".gguf" else next(root.glob("*.gguf")))
-        opts = spec.options
-        self.llm = Llama(model_path=self.path, n_ctx=int(opts.get("n_ctx", 2048)),
-                         n_threads=int(opts.get("threads", 2)), verbose=False,
-                         chat_format=opts.get("chat_format", "chatml"), seed=int(opts.get("seed", 0)))
+        opts = LlamaCppOptions.model_validate(spec.options)
+        self.llm = Llama(model_path=self.path, n_ctx=opts.n_ctx, n_threads=opts.threads, verbose=False,
+                         chat_format=opts.chat_format, seed=opts.seed)
 
     def info(self) -> ModelInfo:
         return ModelInfo(role="llm", name=self.spec.model, backend="llama-cpp", device="cpu",

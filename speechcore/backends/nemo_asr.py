@@ -6,16 +6,23 @@ NeMo's own downloader on clusters that reach the hub. Imported lazily.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 from speechcore.audio import SAMPLE_RATE
 from speechcore.registry import load_registry, resolve, size_bytes
 from speechcore.schemas import ASRRequest, ModelInfo, Segment, Transcript, Word
-from speechcore.spec import BackendSpec
+from speechcore.spec import BackendOptions, BackendSpec
+
+
+class NemoOptions(BackendOptions):
+    batch_size: int = 16
 
 
 class NemoASR:
+    Options = NemoOptions
+
     def __init__(self, spec: BackendSpec):
         import nemo.collections.asr as nemo_asr
 
@@ -26,7 +33,7 @@ class NemoASR:
         else:
             self.model = nemo_asr.models.ASRModel.from_pretrained(self.path, map_location=spec.device)
         self.model.eval()
-        self.batch_size = int(spec.options.get("batch_size", 16))
+        self.batch_size = NemoOptions.model_validate(spec.options).batch_size
         entry = load_registry().get(spec.model)
         self.languages = entry.languages if entry and isinstance(entry.languages, list) else ["en"]
 
@@ -37,7 +44,9 @@ class NemoASR:
     def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
         return self.languages[0], 1.0
 
-    def transcribe_batch(self, requests: list[ASRRequest]) -> list[Transcript]:
+    def transcribe_batch(self, requests: list[ASRRequest],
+                         stopped: Callable[[], bool] | None = None) -> list[Transcript]:
+        """One `transcribe` call over every clip (NeMo offers no segment boundary to stop at)."""
         clips, owners = [], []
         for ri, r in enumerate(requests):
             for start, end in r.clips:
@@ -52,7 +61,7 @@ class NemoASR:
                            segments=segs, model=self.spec.model) for r, segs in zip(requests, segments)]
 
 
-def _segment(idx: int, hyp, offset: float, length: float) -> Segment:
+def _segment(idx: int, hyp: Any, offset: float, length: float) -> Segment:
     text = hyp.text if hasattr(hyp, "text") else str(hyp)
     stamps = (getattr(hyp, "timestamp", None) or {}).get("word", [])
     words = [Word(word=w["word"], start=round(offset + w["start"], 3), end=round(offset + w["end"], 3),

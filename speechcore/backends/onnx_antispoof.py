@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
@@ -17,12 +18,25 @@ from speechcore.antispoof.features import spoof_features
 from speechcore.antispoof.quality import QualityLimits, assess
 from speechcore.registry import resolve, size_bytes
 from speechcore.schemas import ModelInfo
-from speechcore.spec import BackendSpec
+from speechcore.spec import BackendOptions, BackendSpec
 
 MODES = ("bank_top_security", "bank_flex", "consumer")
 
 
+class AntiSpoofOptions(BackendOptions):
+    input: Literal["features", "waveform"] | None = None
+    """Model input; default: the model card's, else features."""
+    samples: int = 64600
+    real_index: int = 1
+    thresholds: dict[str, float] = {}
+    quality: dict[str, float] = {}
+    """Overrides of `QualityLimits` (speechcore.antispoof.quality)."""
+    threads: int = 1
+
+
 class OnnxAntiSpoof:
+    Options = AntiSpoofOptions
+
     def __init__(self, spec: BackendSpec):
         import onnxruntime as ort
 
@@ -30,17 +44,17 @@ class OnnxAntiSpoof:
         self.path = resolve(spec.model)
         card_path = Path(self.path).with_suffix(".json")
         self.card = json.loads(card_path.read_text()) if card_path.exists() else {}
-        opts = spec.options
-        self.input_kind = opts.get("input", self.card.get("input", "features"))
-        self.samples = int(opts.get("samples", 64600))
-        self.real_index = int(opts.get("real_index", 1))
-        self.thresholds = {**self.card.get("thresholds", {}), **opts.get("thresholds", {})}
+        opts = AntiSpoofOptions.model_validate(spec.options)
+        self.input_kind = opts.input or self.card.get("input", "features")
+        self.samples = opts.samples
+        self.real_index = opts.real_index
+        self.thresholds = {**self.card.get("thresholds", {}), **opts.thresholds}
         missing = [m for m in MODES if m not in self.thresholds]
         if missing:
             raise ValueError(f"anti-spoof model {self.path} has no thresholds for modes {missing}")
-        self.limits = QualityLimits(**opts.get("quality", {}))
+        self.limits = QualityLimits(**opts.quality)
         so = ort.SessionOptions()
-        so.intra_op_num_threads = int(opts.get("threads", 1))
+        so.intra_op_num_threads = opts.threads
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if spec.device.startswith("cuda") \
             else ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(self.path, so, providers=providers)
@@ -66,7 +80,7 @@ class OnnxAntiSpoof:
             return float(e[self.real_index] / e.sum())
         return float(out.reshape(-1)[0])
 
-    def detect(self, audio: np.ndarray, mode: str = "bank_flex") -> dict:
+    def detect(self, audio: np.ndarray, mode: str = "bank_flex") -> dict[str, Any]:
         """Verdict under `mode`; confidence is the distance from the threshold, scaled to [0, 1]
         by the room on that side of it."""
         if mode not in MODES:

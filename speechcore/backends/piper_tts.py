@@ -10,7 +10,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -18,13 +18,22 @@ from speechcore.audio import decode_audio
 from speechcore.errors import ApiError
 from speechcore.registry import resolve, size_bytes
 from speechcore.schemas import ModelInfo, Speech
-from speechcore.spec import BackendSpec
+from speechcore.spec import BackendOptions, BackendSpec
 
 ESPEAK_RATE = 22050
 DEFAULT_ESPEAK = ["vi", "fr", "de", "es", "it", "pt", "ja", "ko", "zh", "ru", "cs", "pl", "nl"]
 
 
+class PiperOptions(BackendOptions):
+    espeak_languages: list[str] = DEFAULT_ESPEAK
+    """Languages offered as `espeak-<lang>` voices (when espeak-ng is installed)."""
+    gender: str = "male"
+    """Reported gender of the Piper voice."""
+
+
 class PiperTTS:
+    Options = PiperOptions
+
     def __init__(self, spec: BackendSpec):
         from piper import PiperVoice
 
@@ -34,8 +43,9 @@ class PiperTTS:
         self.config = json.loads(Path(f"{self.onnx}.json").read_text())
         self.voice = PiperVoice.load(self.onnx, f"{self.onnx}.json")
         self.piper_name = self.onnx.stem
+        self.opts = PiperOptions.model_validate(spec.options)
         self.espeak = shutil.which("espeak-ng")
-        self.espeak_languages = spec.options.get("espeak_languages", DEFAULT_ESPEAK) if self.espeak else []
+        self.espeak_languages = self.opts.espeak_languages if self.espeak else []
 
     def info(self) -> ModelInfo:
         return ModelInfo(role="tts", name=self.spec.model, backend="piper", device="cpu", path=str(self.onnx),
@@ -45,9 +55,9 @@ class PiperTTS:
     def languages(self) -> list[str]:
         return sorted({self.config["language"]["code"].split("_")[0], *self.espeak_languages})
 
-    def voices(self) -> list[dict]:
+    def voices(self) -> list[dict[str, Any]]:
         piper = {"name": self.piper_name, "language": self.config["language"]["code"].split("_")[0],
-                 "gender": self.spec.options.get("gender", "male"),
+                 "gender": self.opts.gender,
                  "sample_rate": self.config["audio"]["sample_rate"],
                  "quality": self.config.get("audio", {}).get("quality", "medium"), "engine": "piper"}
         espeak = [{"name": f"espeak-{lang}", "language": lang, "gender": "male", "sample_rate": ESPEAK_RATE,
@@ -82,6 +92,7 @@ class PiperTTS:
             yield Speech(audio=chunk.audio_float_array.astype(np.float32), sample_rate=chunk.sample_rate)
 
     def _espeak(self, text: str, language: str, speed: float) -> Speech:
+        assert self.espeak is not None   # espeak voices exist only when it is installed
         # The text goes on stdin, never on the command line: text starting with "-" must stay text.
         wav = subprocess.run([self.espeak, "-v", language, "-s", str(int(175 * speed)), "--stdout", "--stdin"],
                              input=text.encode("utf-8"), capture_output=True, check=True, timeout=60).stdout

@@ -10,20 +10,25 @@ import numpy as np
 from speechcore.mel import mel_power
 from speechcore.registry import resolve, size_bytes
 from speechcore.schemas import ModelInfo
-from speechcore.spec import BackendSpec
+from speechcore.spec import BackendSpec, EmbedderOptions
 
 PARTIAL_FRAMES = 160
 HOP = 160
 
 
+class ResemblyzerOptions(EmbedderOptions):
+    threads: int = 1
+
+
 class ResemblyzerEmbedding:
+    Options = ResemblyzerOptions
     dim = 256
 
     def __init__(self, spec: BackendSpec):
         import torch
         from torch import nn
 
-        torch.set_num_threads(int(spec.options.get("threads", 1)))
+        torch.set_num_threads(ResemblyzerOptions.model_validate(spec.options).threads)
         self.spec = spec
         path = resolve(spec.model)
         self.path = path if path.endswith(".pt") else f"{path}/pretrained.pt"

@@ -14,7 +14,7 @@ import numpy as np
 
 from speechcore.registry import resolve, size_bytes
 from speechcore.schemas import ModelInfo
-from speechcore.spec import BackendSpec
+from speechcore.spec import BackendOptions, BackendSpec
 from speechcore.vad import FRAME_SAMPLES, FRAME_SECONDS
 
 CONTEXT = 64                 # samples of the previous frame the model sees before each frame
@@ -30,7 +30,13 @@ class SileroStream:
     leftover: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))   # less than a frame
 
 
+class SileroOptions(BackendOptions):
+    threads: int = 1
+
+
 class SileroVAD:
+    Options = SileroOptions
+
     def __init__(self, spec: BackendSpec):
         import onnxruntime as ort
 
@@ -38,7 +44,7 @@ class SileroVAD:
         path = resolve(spec.model)
         self.path = path if path.endswith(".onnx") else f"{path}/silero_vad.onnx"
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(spec.options.get("threads", 1))
+        opts.intra_op_num_threads = SileroOptions.model_validate(spec.options).threads
         opts.inter_op_num_threads = 1
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if spec.device == "cuda" else ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(self.path, sess_options=opts,

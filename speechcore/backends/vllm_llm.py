@@ -10,17 +10,25 @@ from typing import AsyncIterator
 
 from speechcore.registry import resolve, size_bytes
 from speechcore.schemas import ChatMessage, ModelInfo
-from speechcore.spec import BackendSpec
+from speechcore.spec import BackendOptions, BackendSpec
+
+
+class VllmOptions(BackendOptions):
+    gpu_memory_utilization: float = 0.4
+    max_model_len: int = 8192
 
 
 class VllmLLM:
+    Options = VllmOptions
+
     def __init__(self, spec: BackendSpec):
         from vllm import AsyncEngineArgs, AsyncLLMEngine
 
         self.spec = spec
         self.path = resolve(spec.model)
-        args = AsyncEngineArgs(model=self.path, gpu_memory_utilization=float(spec.options.get("gpu_memory_utilization", 0.4)),
-                               max_model_len=int(spec.options.get("max_model_len", 8192)))
+        opts = VllmOptions.model_validate(spec.options)
+        args = AsyncEngineArgs(model=self.path, gpu_memory_utilization=opts.gpu_memory_utilization,
+                               max_model_len=opts.max_model_len)
         self.engine = AsyncLLMEngine.from_engine_args(args)
 
     def info(self) -> ModelInfo:

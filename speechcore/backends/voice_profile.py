@@ -15,7 +15,7 @@ import numpy as np
 from speechcore.audio import float_to_pcm16, resample
 from speechcore.registry import resolve, size_bytes
 from speechcore.schemas import ModelInfo
-from speechcore.spec import BackendSpec
+from speechcore.spec import BackendOptions, BackendSpec
 
 PROPERTIES = ("gender", "age", "emotion")
 GENDER_RATE = 44100
@@ -39,7 +39,20 @@ class OnnxClassifier:
         return {label: round(float(p), 4) for label, p in zip(self.labels, e / e.sum())}
 
 
+class ClassifierSpec(BackendOptions):
+    path: str
+    labels: list[str]
+    samples: int = 96000
+
+
+class VoiceProfileOptions(BackendOptions):
+    models: dict[str, ClassifierSpec] = {}
+    """Property (age, emotion) -> an ONNX waveform classifier that backs it."""
+
+
 class Voice2GenderProfile:
+    Options = VoiceProfileOptions
+
     def __init__(self, spec: BackendSpec):
         import voice2gender
 
@@ -47,9 +60,8 @@ class Voice2GenderProfile:
         self._predict = voice2gender.predict
         self.path = str(Path(voice2gender.__file__).with_name("_model.py"))
         self.models = {"gender": self._gender}
-        for prop, cfg in spec.options.get("models", {}).items():
-            self.models[prop] = OnnxClassifier(cfg["path"], cfg["labels"], int(cfg.get("samples", 96000)),
-                                               spec.device)
+        for prop, cfg in VoiceProfileOptions.model_validate(spec.options).models.items():
+            self.models[prop] = OnnxClassifier(cfg.path, cfg.labels, cfg.samples, spec.device)
 
     def info(self) -> ModelInfo:
         return ModelInfo(role="voice_profile", name=self.spec.model, backend="voice2gender", device=self.spec.device,

@@ -12,21 +12,22 @@ whisper-base 2.5x faster with the same WER on the recorded fixtures, but the
 first word of some synthetic sentences goes wrong, so only live partials ask
 for it; tiny.en falls into repetition loops and has no such option.
 faster-whisper pads through a module-level `pad_or_trim`; it is replaced once
-by a wrapper that changes nothing unless the decoding thread set a window.
+by a wrapper (when the first model loads) that changes nothing unless the
+decoding thread set a window.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import threading
+from typing import Any, Callable
 
-import faster_whisper.transcribe as _fw_transcribe
 import numpy as np
-from faster_whisper.audio import pad_or_trim as _pad_or_trim
 
 from speechcore.audio import SAMPLE_RATE
 from speechcore.registry import load_registry, resolve, size_bytes
-from speechcore.schemas import ASRRequest, ModelInfo, Segment, Transcript, Word
-from speechcore.spec import BackendSpec
+from speechcore.schemas import ASRRequest, ModelInfo, Segment, TranscribeOptions, Transcript, Word
+from speechcore.spec import BackendOptions, BackendSpec
 
 
 _window = threading.local()
@@ -34,29 +35,49 @@ TAIL_S = 1.0        # an uncovered clip tail longer than this is decoded again
 TAIL_PASSES = 2
 
 
-def _pad_to_window(array, length: int = 3000, *, axis: int = -1):
-    return _pad_or_trim(array, getattr(_window, "frames", None) or length, axis=axis)
+def _install_window_padding() -> None:
+    """Route faster-whisper's padding through `_window` (once; a no-op for threads that set no window)."""
+    import faster_whisper.transcribe as fw_transcribe
+    from faster_whisper.audio import pad_or_trim
+
+    if getattr(fw_transcribe.pad_or_trim, "_speech_window", False):
+        return
+
+    def pad_to_window(array: Any, length: int = 3000, *, axis: int = -1) -> Any:
+        return pad_or_trim(array, getattr(_window, "frames", None) or length, axis=axis)
+
+    setattr(pad_to_window, "_speech_window", True)
+    fw_transcribe.pad_or_trim = pad_to_window
 
 
-_fw_transcribe.pad_or_trim = _pad_to_window
+class WhisperOptions(BackendOptions):
+    compute_type: str | None = None
+    """CTranslate2 compute type; default int8 on CPU, float16 on CUDA."""
+    cpu_threads: int = 0
+    num_workers: int = 1
+    local_files_only: bool = True
+    batch_size: int = 8
+    """Clips per batched encoder/decoder call inside one pipeline call."""
+    fast_window_pad_s: float | None = None
 
 
 class FasterWhisperASR:
+    Options = WhisperOptions
+
     def __init__(self, spec: BackendSpec):
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
+        _install_window_padding()
         self.spec = spec
         self.path = resolve(spec.model)
-        opts = spec.options
-        compute = opts.get("compute_type", "int8" if spec.device == "cpu" else "float16")
+        opts = WhisperOptions.model_validate(spec.options)
+        compute = opts.compute_type or ("int8" if spec.device == "cpu" else "float16")
         self.model = WhisperModel(self.path, device=spec.device, compute_type=compute,
-                                  cpu_threads=int(opts.get("cpu_threads", 0)),
-                                  num_workers=int(opts.get("num_workers", 1)),
-                                  local_files_only=opts.get("local_files_only", True))
+                                  cpu_threads=opts.cpu_threads, num_workers=opts.num_workers,
+                                  local_files_only=opts.local_files_only)
         self.pipeline = BatchedInferencePipeline(self.model)
-        self.batch_size = int(opts.get("batch_size", 8))
-        pad = opts.get("fast_window_pad_s")
-        self.fast_window_pad_s = float(pad) if pad is not None else None
+        self.batch_size = opts.batch_size
+        self.fast_window_pad_s = opts.fast_window_pad_s
         self.multilingual = bool(self.model.model.is_multilingual)
 
     def info(self) -> ModelInfo:
@@ -75,14 +96,16 @@ class FasterWhisperASR:
         language, probability, _ = self.model.detect_language(audio[: 30 * SAMPLE_RATE])
         return language, float(probability)
 
-    def transcribe_batch(self, requests: list[ASRRequest]) -> list[Transcript]:
+    def transcribe_batch(self, requests: list[ASRRequest],
+                         stopped: Callable[[], bool] | None = None) -> list[Transcript]:
         languages = [self._language_for(r) for r in requests]
         results: list[Transcript | None] = [None] * len(requests)
-        groups: dict[tuple, list[int]] = {}
+        groups: dict[tuple[object, ...], list[int]] = {}
         for i, r in enumerate(requests):
             groups.setdefault((languages[i][0],) + r.options.batch_key()[1:], []).append(i)
         for idxs in groups.values():
-            for i, segments in zip(idxs, self._decode_group([requests[i] for i in idxs], languages[idxs[0]][0])):
+            group = self._decode_group([requests[i] for i in idxs], languages[idxs[0]][0], stopped or _never)
+            for i, segments in zip(idxs, group):
                 r = requests[i]
                 results[i] = Transcript(
                     text=" ".join(s.text.strip() for s in segments).strip(),
@@ -98,12 +121,14 @@ class FasterWhisperASR:
         speech = np.concatenate([r.audio[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in r.clips])
         return self.detect_language(speech)
 
-    def _decode_group(self, reqs: list[ASRRequest], language: str) -> list[list[Segment]]:
+    def _decode_group(self, reqs: list[ASRRequest], language: str,
+                      stopped: Callable[[], bool]) -> list[list[Segment]]:
         """Decode every clip of every request in one batched pipeline call.
 
         The batched pipeline decodes each clip in one pass (no seek loop): when Whisper ends a clip
         early, the rest of it would be lost. A clip whose segments stop more than `TAIL_S` before its
         end gets its uncovered tail decoded again (batched too), at most `TAIL_PASSES` times.
+        Segments come lazily: once `stopped()` (every caller gone), decoding ends at the next one.
         """
         pieces, clips, owners = [], [], []   # owners: (request index, clip start in source, clip start in joined)
         cursor = 0
@@ -125,7 +150,8 @@ class FasterWhisperASR:
         todo, first = clips, True
         for _ in range(1 + TAIL_PASSES):
             covered: dict[int, float] = {}
-            for seg in self._run_pipeline(joined, todo, reqs[0].options, language, max(p.size for p in pieces)):
+            for seg in self._run_pipeline(joined, todo, reqs[0].options, language, max(p.size for p in pieces),
+                                          stopped):
                 if not first and _likely_silence(seg):
                     continue
                 k = max(0, int(np.searchsorted(starts, seg.start + 1e-3, side="right")) - 1)
@@ -136,7 +162,7 @@ class FasterWhisperASR:
                     if k in covered and c["end"] - covered[k] > TAIL_S
                     and any(t["start"] <= covered[k] < t["end"] for t in todo)]
             first = False
-            if not todo:
+            if not todo or stopped():
                 break
         for segments in out:
             segments.sort(key=lambda s: s.start)
@@ -144,14 +170,15 @@ class FasterWhisperASR:
                 s.id = i
         return out
 
-    def _run_pipeline(self, audio: np.ndarray, clips: list[dict], o, language: str, longest: int) -> list:
+    def _run_pipeline(self, audio: np.ndarray, clips: list[dict[str, float]], o: TranscribeOptions, language: str,
+                      longest: int, stopped: Callable[[], bool]) -> list[Any]:
         _window.frames = self._window_frames(longest / SAMPLE_RATE) if o.fast_window else None
         try:
             segments, _ = self.pipeline.transcribe(
                 audio, language=language or None, task=o.task, clip_timestamps=clips,
                 batch_size=self.batch_size, word_timestamps=o.word_timestamps, initial_prompt=o.prompt,
                 temperature=o.temperature, beam_size=o.beam_size, without_timestamps=False)
-            return list(segments)
+            return list(itertools.takewhile(lambda _: not stopped(), segments))
         finally:
             _window.frames = None
 
@@ -162,12 +189,16 @@ class FasterWhisperASR:
         return min(3000, 100 * math.ceil(longest_s + self.fast_window_pad_s))
 
 
-def _likely_silence(seg) -> bool:
+def _likely_silence(seg: Any) -> bool:
     """Whisper's own no-speech rule, applied to tail re-decodes (a tail may be only breath or noise)."""
-    return seg.no_speech_prob > 0.6 and seg.avg_logprob < -1.0
+    return bool(seg.no_speech_prob > 0.6 and seg.avg_logprob < -1.0)
 
 
-def _segment(idx: int, seg, shift: float) -> Segment:
+def _never() -> bool:
+    return False
+
+
+def _segment(idx: int, seg: Any, shift: float) -> Segment:
     words = None
     if seg.words is not None:
         words = [Word(word=w.word, start=round(w.start + shift, 3), end=round(w.end + shift, 3),

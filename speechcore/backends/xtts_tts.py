@@ -7,19 +7,25 @@ Coqui model name. Voices are reference WAVs in `options.voices_dir`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from speechcore.errors import ApiError
 from speechcore.registry import resolve, size_bytes
 from speechcore.schemas import ModelInfo, Speech
-from speechcore.spec import BackendSpec
+from speechcore.spec import BackendOptions, BackendSpec
 
 LANGUAGES = ["en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar", "zh", "ja", "hu", "ko", "hi"]
 
 
+class XttsOptions(BackendOptions):
+    voices_dir: str = "data/voices"
+    """Reference voices, `<name>.wav` each."""
+
+
 class XttsTTS:
+    Options = XttsOptions
     sample_rate = 24000
 
     def __init__(self, spec: BackendSpec):
@@ -32,14 +38,14 @@ class XttsTTS:
             self.tts = TTS(model_path=str(root), config_path=str(root / "config.json")).to(spec.device)
         else:
             self.tts = TTS(self.path).to(spec.device)
-        self.voices_dir = Path(spec.options.get("voices_dir", "data/voices"))
+        self.voices_dir = Path(XttsOptions.model_validate(spec.options).voices_dir)
 
     def info(self) -> ModelInfo:
         return ModelInfo(role="tts", name=self.spec.model, backend="coqui-xtts", device=self.spec.device,
                          path=self.path, size_bytes=size_bytes(self.path), languages=LANGUAGES,
                          extra={"voices": [v["name"] for v in self.voices()]})
 
-    def voices(self) -> list[dict]:
+    def voices(self) -> list[dict[str, Any]]:
         return [{"name": p.stem, "language": "multilingual", "gender": "unknown", "sample_rate": self.sample_rate,
                  "quality": "high", "engine": "xtts"} for p in sorted(self.voices_dir.glob("*.wav"))]
 

@@ -10,6 +10,7 @@ Two scales, each with its own threshold, reported with every result:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,7 @@ class Thresholds:
     top_n: int = 200
 
     @classmethod
-    def from_options(cls, options: dict) -> "Thresholds":
+    def from_options(cls, options: dict[str, Any]) -> "Thresholds":
         return cls(cosine=float(options.get("cosine_threshold", 0.75)),
                    as_norm=float(options.get("as_norm_threshold", 2.4)),
                    min_cohort=int(options.get("min_cohort", 10)),
@@ -42,7 +43,7 @@ class Score:
     def accepted(self) -> bool:
         return self.score >= self.threshold
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

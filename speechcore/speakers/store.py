@@ -17,7 +17,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -63,7 +63,7 @@ def _blob(embedding: np.ndarray) -> bytes:
     return array.tobytes()
 
 
-def _finite(blobs) -> list[np.ndarray]:
+def _finite(blobs: Iterable[bytes]) -> list[np.ndarray]:
     """Stored embeddings that are usable (skips any non-finite row written before it was refused)."""
     return [a for a in (_array(b) for b in blobs) if np.isfinite(a).all()]
 
@@ -109,7 +109,7 @@ class VoiceprintStore:
     # --- writes -----------------------------------------------------------------------------
 
     def add_sample(self, *, family: str, model: str, embedding: np.ndarray, audio: np.ndarray | None,
-                   name: str, description: str = "", speaker_id: str | None = None) -> tuple[Speaker, str]:
+                   name: str, description: str = "", speaker_id: str | None = None) -> tuple[Speaker, str | None]:
         """Add one enrolment sample; creates the speaker when needed. Returns (speaker, audio path).
 
         Reachy speakers are found by name (enrolling a name again adds a sample);
@@ -136,7 +136,9 @@ class VoiceprintStore:
                 rel = f"speakers/{sid}/{cur.lastrowid}.wav"
                 self._write_file(rel, wav_bytes(audio))
                 db.execute("UPDATE samples SET audio_path=? WHERE id=?", (rel, cur.lastrowid))
-        return self.get(sid, model), rel
+        speaker = self.get(sid, model)
+        assert speaker is not None   # written above, in this transaction
+        return speaker, rel
 
     def delete(self, speaker_id: str) -> bool:
         """Remove the speaker, its samples (cascade) and its audio folder."""

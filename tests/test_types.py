@@ -1,0 +1,25 @@
+"""The type checker is part of the suite: strict on speechcore/, annotated code elsewhere.
+
+A failure prints mypy's report; `make test` fails with it.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from speechcore.settings import REPO_ROOT
+
+CHECKS = {
+    "strict core": ["--strict", "--no-warn-return-any", "speechcore"],
+    "deployments and graphs": ["deployments", "graphs/app.py", "graphs/services.py", "graphs/ingress.py",
+                               "graphs/transcription.py", "graphs/speech.py", "graphs/voiceprints.py"],
+}
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_mypy_passes(name):
+    out = subprocess.run([sys.executable, "-m", "mypy", *CHECKS[name]], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
