@@ -13,8 +13,9 @@ CONFIG ?= configs/serve_cpu.yaml
 
 .PHONY: run test install system deps models fixtures bench bench-startup bench-transcription clean train-anti-spoof eval-speakers cohort
 
+# Like `serve run $(CONFIG)`, with Ray's own ports (GCS, dashboard, metrics) on loopback (graphs/launch.py).
 run: install
-	.venv/bin/serve run $(CONFIG)
+	PYTHONPATH=$(CURDIR) $(PY) -m graphs.launch $(CONFIG)
 
 test: install .stamp-test-deps .stamp-nemo
 	bash scripts/test.sh

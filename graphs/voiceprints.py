@@ -16,8 +16,7 @@ from fastapi import Depends, UploadFile
 
 from graphs.routers import services
 from graphs.services import Services
-from graphs.transcription import read_audio
-from speechcore.audio import SAMPLE_RATE, rms
+from speechcore.audio import SAMPLE_RATE, decode_audio, rms
 from speechcore.errors import ApiError, AudioError
 from speechcore.settings import get_settings
 from speechcore.speakers.scoring import Score, Thresholds, cosine, score, voiceprint
@@ -33,10 +32,11 @@ def store() -> VoiceprintStore:
 
 
 async def decode_upload(upload: UploadFile, param: str = "file") -> np.ndarray:
-    """Upload -> float32 16 kHz mono, with a 4xx for empty, non-audio, too short or silent input."""
+    """Upload -> float32 16 kHz mono, with a 4xx for empty, non-audio, too short, too long
+    (`max_voice_seconds`: a voice print needs seconds, not hours) or silent input."""
     name = upload.filename or param
     try:
-        audio = await read_audio(upload)
+        audio = await asyncio.to_thread(decode_audio, upload.file, SAMPLE_RATE, get_settings().max_voice_seconds)
     except AudioError as err:
         raise AudioError(err.code, f"{name}: {err.message}", err.status) from err
     if len(audio) < MIN_SECONDS * SAMPLE_RATE:

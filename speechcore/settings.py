@@ -21,7 +21,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 50 * 1024 * 1024
     """Uploads above this size are refused with 413 while they stream in."""
     max_audio_seconds: float = 3 * 3600
-    """Decoded audio longer than this is refused (protects memory)."""
+    """Decoded audio longer than this is refused (413, checked while decoding) on transcription endpoints."""
+    max_voice_seconds: float = 120.0
+    """The same limit for speaker, voice print, anti-spoofing and voice profile uploads."""
+    body_timeout_s: float = 60.0
+    """A request body must arrive whole within this many seconds, else 408 (stalled or trickling uploads)."""
     api_key: str | None = None
     """When set, every non-public path needs `Authorization: Bearer <key>` or `X-API-Key`."""
     request_timeout_s: float = 300.0
@@ -34,6 +38,13 @@ class Settings(BaseSettings):
     """Largest WebSocket message a live-transcription session accepts (larger: close 1009)."""
     stream_partial_backlog: int = 2
     """Live sessions skip a partial while this many of their ASR requests are already in flight."""
+    tts_max_text_chars: int = 5000
+    """Longest text `/v1/speech/synthesize` accepts (400 beyond; OpenAI's `/v1/audio/speech` keeps 4096)."""
+    tts_piece_chars: int = 300
+    """Text is synthesized in pieces of at most this many characters (sentences, else clauses, else words),
+    so one model run's memory is bounded whatever the punctuation."""
+    ray_host: str = "127.0.0.1"
+    """Address of Ray's own ports (GCS, raylet, metrics) for `make run`; they have no API key."""
     log_level: str = "WARNING"
 
 

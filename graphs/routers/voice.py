@@ -12,10 +12,11 @@ from typing import Literal
 from fastapi import APIRouter, Depends, File, Form, Path, UploadFile
 
 from graphs.routers import services
+from speechcore.errors import ApiError
 from graphs.services import Services
 from graphs.voiceprints import Voiceprints, decode_upload, voiceprints
 from speechcore.speakers.scoring import Score, voiceprint
-from speechcore.speakers.store import UUID_PATTERN
+from speechcore.speakers.store import UUID_PATTERN, check_name
 
 router = APIRouter(prefix="/voice", tags=["voice"])
 
@@ -35,6 +36,7 @@ async def _decode_all(files: list[UploadFile], param: str = "files") -> list:
 @router.post("/register", summary="Register a voice print from reference audio")
 async def register(file: UploadFile = File(...), name: str = Form(...), description: str = Form(...),
                    vp: Voiceprints = Depends(voiceprints)):
+    name = check_name(name)
     audio = await decode_upload(file)
     speaker, path, _ = await vp.enroll("voice", name, audio, description=description)
     return {"status": "success", "speaker_id": speaker.id, "file_path": path}
@@ -74,3 +76,15 @@ async def profile(file: UploadFile = File(...), svc: Services = Depends(services
     properties, unavailable = await asyncio.gather(svc.voice_profile.profile(audio),
                                                    svc.voice_profile.unavailable())
     return {"file": file.filename, "properties": properties, "unavailable": unavailable}
+
+
+@router.get("/speakers", summary="Voice prints registered through /voice/register")
+async def list_voiceprints(vp: Voiceprints = Depends(voiceprints)):
+    return {"speakers": await asyncio.to_thread(vp.db.summaries, "voice")}
+
+
+@router.delete("/{speaker_id}", summary="Delete a registered voice print, its samples and its audio")
+async def delete_voiceprint(speaker_id: str = Path(..., pattern=UUID_PATTERN), vp: Voiceprints = Depends(voiceprints)):
+    if not await asyncio.to_thread(vp.db.delete, speaker_id, "voice"):
+        raise ApiError(404, "speaker_not_found", f"Speaker '{speaker_id}' not found")
+    return {"status": "success", "speaker_id": speaker_id}
