@@ -1,22 +1,14 @@
 """Start a Serve config on a private Ray instance: what `serve run <config>` does,
-plus a chosen HTTP port, no dashboard, and Ray's own ports on loopback. Used by `make run`
-(`python -m graphs.launch <config>`), the tests and benchmarks.
-
-Ray's own ports (GCS, raylet, object manager, metrics, dashboard) are not
-protected by the API key, so a private instance binds them to
-`SPEECH_RAY_HOST` (default 127.0.0.1); only the HTTP API port listens on the
-config's `http_options.host`. A multi-node cluster is started with `ray start`
-on each node instead (its own addresses) and deployed with `serve deploy`."""
+plus a chosen HTTP port and no dashboard. Used by the tests and benchmarks."""
 from __future__ import annotations
 
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import yaml
 
-from speechcore.settings import REPO_ROOT, get_settings
+from speechcore.settings import REPO_ROOT
 
 
 def load_config(path: str | Path, port: int | None = None, **app_overrides) -> dict:
@@ -37,7 +29,7 @@ def start(config: dict, num_cpus: int | None = None) -> None:
 
     schema = ServeDeploySchema.model_validate(config)
     ray.init(address="local", namespace="serve", include_dashboard=False, num_cpus=num_cpus,
-             logging_level="WARNING", configure_logging=True, _node_ip_address=get_settings().ray_host)
+             logging_level="WARNING", configure_logging=True)
     client = api.serve_start(http_options=schema.http_options.model_dump(), proxy_location=schema.proxy_location,
                              grpc_options=gRPCOptions(**schema.grpc_options.model_dump()),
                              global_logging_config=schema.logging_config)
@@ -73,22 +65,3 @@ def stop() -> None:
 
     serve.shutdown()
     ray.shutdown()
-
-
-def main(argv: list[str]) -> None:
-    """`make run`: serve the config until interrupted."""
-    config = load_config(argv[0] if argv else "configs/serve_cpu.yaml")
-    start(config)
-    http = config.get("http_options", {})
-    print(f"serving on http://{http.get('host', '127.0.0.1')}:{http.get('port', 8000)} (Ctrl-C stops)", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop()
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

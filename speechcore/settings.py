@@ -43,8 +43,6 @@ class Settings(BaseSettings):
     tts_piece_chars: int = 300
     """Text is synthesized in pieces of at most this many characters (sentences, else clauses, else words),
     so one model run's memory is bounded whatever the punctuation."""
-    ray_host: str = "127.0.0.1"
-    """Address of Ray's own ports (GCS, raylet, metrics) for `make run`; they have no API key."""
     log_level: str = "WARNING"
 
 

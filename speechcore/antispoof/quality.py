@@ -22,7 +22,7 @@ class QualityLimits:
     min_snr_db: float = 10.0
     min_voiced_fraction: float = 0.2
     """Share of the loud frames that must be periodic at a voice pitch (noise and clicks are not)."""
-    max_tonal_fraction: float = 0.6
+    max_tonal_fraction: float = 0.8
     """Median share of a loud frame's energy in its strongest spectral peak (a pure tone: ~1)."""
 
 
