@@ -118,11 +118,59 @@ def test_bad_files_on_every_audio_endpoint_are_4xx(api, path, field, form, famil
     cases = dict(BAD_FILES, **({"too_long": (too_long_wav(), 413)} if voice else {}))
     for case, (data, status) in cases.items():
         r = post_file(api, path, field, form, case, data)
+        assert 400 <= r.status_code < 500, (case, r.status_code, r.text)
         assert_family_error(r, family)
         if status:
             assert r.status_code == status, (case, r.status_code, r.text)
         if case == "one_hz_header":
             assert "sample rate" in r.text, r.text
+
+
+# --- Ray-free units ----------------------------------------------------------------------------
+
+def test_split_text_bounds_every_piece_and_keeps_every_word():
+    from speechcore.text import split_text
+
+    text = "First sentence here. " + "word " * 500 + "x" * 700 + " last, clause; end."
+    pieces = split_text(text, 300)
+    assert all(0 < len(p) <= 300 for p in pieces)
+    assert "".join(pieces).replace(" ", "") == text.replace(" ", "")
+    assert split_text("Hello there. How are you?", 300) == ["Hello there. How are you?"]
+
+
+def test_speaker_names_are_normalised_and_confusables_refused():
+    from speechcore.errors import ApiError
+    from speechcore.speakers.store import check_name
+
+    assert check_name("ｊｏｅ") == "joe" and check_name("José María") == "José María"
+    assert check_name("山田 たろう") == "山田 たろう" and check_name("Łukasz-2") == "Łukasz-2"
+    for name in HOSTILE_NAMES.values():
+        with pytest.raises(ApiError) as err:
+            check_name(name)
+        assert err.value.status == 422
+
+
+def test_decoding_refuses_absurd_rates_and_stops_at_the_duration_limit():
+    from speechcore.audio import decode_audio
+    from speechcore.errors import AudioError
+
+    with pytest.raises(AudioError) as err:
+        decode_audio(one_hz_wav())
+    assert err.value.status == 400 and err.value.code == "unsupported_sample_rate"
+    with pytest.raises(AudioError) as err:
+        decode_audio(READER[0].read_bytes(), max_seconds=1.0)
+    assert err.value.status == 413
+    assert len(decode_audio(READER[0].read_bytes(), max_seconds=600)) > SR
+
+
+def test_quality_check_tells_speech_from_tones_noise_and_clicks():
+    from speechcore.antispoof.quality import assess
+    from speechcore.audio import decode_audio
+
+    for name, data in non_speech().items():
+        assert not assess(decode_audio(data)).passed, name
+    for path in READER[:3]:
+        assert assess(decode_audio(path.read_bytes())).passed, path
 
 
 # --- text --------------------------------------------------------------------------------------
