@@ -96,12 +96,13 @@ def _limited(receive, limit: int, timeout_s: float):
     return wrapped
 
 
-def _allowed(request: Request) -> str:
+def _allowed(request: Request, exc: HTTPException) -> str:
     """Every method some route serves at this path (Starlette names only the first route's)."""
     from starlette.routing import Match
 
-    methods = {m for r in request.app.router.routes if r.matches(request.scope)[0] != Match.NONE
-               for m in getattr(r, "methods", None) or ()}
+    methods = {m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m.strip()}
+    methods |= {m for r in request.app.router.routes if r.matches(request.scope)[0] != Match.NONE
+                for m in getattr(r, "methods", None) or ()}
     return ", ".join(sorted(methods))
 
 
@@ -130,7 +131,7 @@ def install(app: FastAPI) -> None:
         if isinstance(exc.__cause__, ApiError):  # FastAPI wraps errors raised while parsing the body
             return error_response(app_path(request.scope), exc.__cause__)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        headers = {"Allow": _allowed(request)} if exc.status_code == 405 else exc.headers
+        headers = {"Allow": _allowed(request, exc)} if exc.status_code == 405 else exc.headers
         return error_response(app_path(request.scope), ApiError(exc.status_code, code, str(exc.detail)), headers)
 
     @app.exception_handler(RequestValidationError)
