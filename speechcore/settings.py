@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     """Live sessions skip a partial while this many of their ASR requests are already in flight."""
     tts_max_text_chars: int = 5000
     """Longest text `/v1/speech/synthesize` accepts (400 beyond; OpenAI's `/v1/audio/speech` keeps 4096)."""
-    tts_piece_chars: int = 300
+    tts_piece_chars: int = 150
     """Text is synthesized in pieces of at most this many characters (sentences, else clauses, else words),
     so one model run's memory is bounded whatever the punctuation."""
     log_level: str = "WARNING"

@@ -13,7 +13,7 @@ import unicodedata
 
 from speechcore.errors import ApiError
 
-PIECE_CHARS = 300
+PIECE_CHARS = 150
 _SENTENCE = re.compile(r"(?<=[.!?。！？…])\s+|\n\s*\n|(?<=[。！？])")
 _CLAUSE = re.compile(r"(?<=[,;:，；：—–])\s*")
 _ALLOWED_CONTROLS = {"\t", "\n", "\r"}
