@@ -13,8 +13,13 @@ CONFIG ?= configs/serve_cpu.yaml
 
 .PHONY: run test install system deps models fixtures bench bench-startup bench-transcription clean train-anti-spoof eval-speakers cohort
 
+# Ray's own ports (GCS, raylet, dashboard agent, metrics) have no API key: on a single machine Ray
+# binds them to 127.0.0.1 when it treats the node as non-cluster, which this variable selects
+# (Ray's own switch, named for Windows/macOS). `make run RAY_LOOPBACK_ONLY=1` is the default;
+# a cluster starts Ray with `ray start` on each node and deploys with `serve deploy` instead.
+RAY_LOOPBACK_ONLY ?= 1
 run: install
-	.venv/bin/serve run $(CONFIG)
+	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=$(if $(filter 1,$(RAY_LOOPBACK_ONLY)),0,1) .venv/bin/serve run $(CONFIG)
 
 test: install .stamp-test-deps .stamp-nemo
 	bash scripts/test.sh

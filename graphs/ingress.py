@@ -30,7 +30,10 @@ app.include_router(stream_vad.router)
 app.include_router(gateway_stream.router)
 
 
-@serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0})
+# Requests and live sessions one ingress replica holds at once. Stalled uploads are cut after
+# SPEECH_BODY_TIMEOUT_S and live sessions are capped, so this bound is never what a client flood reaches
+# first: beyond it the proxy queues everything, /health included (256 stopped the server in issue 8).
+@serve.deployment(max_ongoing_requests=4096, ray_actor_options={"num_cpus": 0})
 @serve.ingress(app)
 class Ingress:
     async def __init__(self, spec: dict[str, Any], handles: dict[str, Any]) -> None:  # type: ignore[misc]  # Serve awaits it

@@ -1,9 +1,11 @@
 """One auth layer, one CORS policy, one upload limit, one error format per API family."""
 from __future__ import annotations
 
+import asyncio
 import hmac
 import math
 import logging
+import time
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,21 +28,33 @@ def app_path(scope) -> str:
     return path[len(root):] or "/" if root and path.startswith(root) else path
 
 
-def error_response(request_path: str, err: ApiError) -> JSONResponse:
+def error_response(request_path: str, err: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
     """The error in the shape of the family that owns the path (routers register theirs)."""
     cause = getattr(err, "cause", None)   # raised in a deployment: Ray wraps it, the original has every field
     err = cause if isinstance(cause, ApiError) else err
-    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else {}
+    headers = dict(headers or {})
+    if err.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if err.status == 408:
+        headers["Connection"] = "close"
     if err.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, math.ceil(err.retry_after_s)))
     return JSONResponse(family_for(request_path).body(err), status_code=err.status, headers=headers or None)
 
 
+class BodyTimeout(ApiError):
+    def __init__(self, seconds: float):
+        super().__init__(408, "request_timeout", f"The request body did not arrive within {seconds:g} s.")
+
+
 class GuardMiddleware:
-    """ASGI middleware: API key check and a streaming request-body size limit.
+    """ASGI middleware: API key check, a streaming request-body size limit and a body deadline.
 
     The body limit counts bytes as they arrive, so an oversized upload is
     refused (413) without being read whole; Content-Length is checked first.
+    The whole body must arrive within `body_timeout_s` of the request (408
+    otherwise), so stalled or trickling uploads cannot hold the ingress.
+    Header bytes are read as latin-1 (HTTP's own charset): any byte is valid.
     """
 
     def __init__(self, app):
@@ -51,7 +65,7 @@ class GuardMiddleware:
             return await self.app(scope, receive, send)
         settings = get_settings()
         path = app_path(scope)
-        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if settings.api_key and scope.get("method") != "OPTIONS" and not _is_public(path):
             if not _authorized(headers, settings.api_key):
                 if scope["type"] == "websocket":
@@ -63,7 +77,7 @@ class GuardMiddleware:
             length = headers.get("content-length")
             if length and length.isdigit() and int(length) > limit:
                 return await error_response(path, UploadTooLarge(limit))(scope, receive, send)
-            receive = _limited(receive, limit)
+            receive = _limited(receive, limit, settings.body_timeout_s)
         return await self.app(scope, receive, send)
 
 
@@ -98,19 +112,36 @@ class CorsGate:
         return await self.app(scope, receive, send)
 
 
-def _limited(receive, limit: int):
-    seen = 0
+def _limited(receive, limit: int, timeout_s: float):
+    """`receive` that refuses more than `limit` body bytes, or a body not complete within `timeout_s`."""
+    seen, done, deadline = 0, False, time.monotonic() + timeout_s
 
     async def wrapped():
-        nonlocal seen
-        message = await receive()
+        nonlocal seen, done
+        if done:   # the body is in; later receives wait for the disconnect, unbounded
+            return await receive()
+        try:
+            message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            raise BodyTimeout(timeout_s) from None
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
                 raise UploadTooLarge(limit)
+            done = not message.get("more_body", False)
         return message
 
     return wrapped
+
+
+def _allowed(request: Request, exc: HTTPException) -> str:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    from starlette.routing import Match
+
+    methods = {m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m.strip()}
+    methods |= {m for r in request.app.router.routes if r.matches(request.scope)[0] != Match.NONE
+                for m in getattr(r, "methods", None) or ()}
+    return ", ".join(sorted(methods))
 
 
 def _is_public(path: str) -> bool:
@@ -124,8 +155,11 @@ def _authorized(headers: dict[str, str], key: str) -> bool:
 
 
 def install(app: FastAPI) -> None:
+    from graphs import openapi
+
     app.add_middleware(GuardMiddleware)
     app.add_middleware(CorsGate)   # outermost: auth and size errors carry CORS headers too
+    openapi.install(app)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
@@ -136,7 +170,8 @@ def install(app: FastAPI) -> None:
         if isinstance(exc.__cause__, ApiError):  # FastAPI wraps errors raised while parsing the body
             return error_response(app_path(request.scope), exc.__cause__)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(app_path(request.scope), ApiError(exc.status_code, code, str(exc.detail)))
+        headers = {"Allow": _allowed(request, exc)} if exc.status_code == 405 else exc.headers
+        return error_response(app_path(request.scope), ApiError(exc.status_code, code, str(exc.detail)), headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):

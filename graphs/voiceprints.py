@@ -14,6 +14,8 @@ import asyncio
 from dataclasses import dataclass
 from functools import lru_cache
 
+from typing import Any
+
 import numpy as np
 
 from graphs.services import Services
@@ -91,8 +93,17 @@ class Voiceprints:
     async def delete_named(self, name: str) -> None:
         """Deletes a reachy speaker with its samples and audio; 404 for an unknown name."""
         sid = await asyncio.to_thread(self.db.id_by_name, name)
-        if sid is None or not await asyncio.to_thread(self.db.delete, sid):
+        if sid is None or not await asyncio.to_thread(self.db.delete, sid, "reachy"):
             raise ApiError(404, "speaker_not_found", f"Speaker '{name}' not found")
+
+    async def delete_registered(self, speaker_id: str) -> None:
+        """Deletes a voice print registered through /voice/register; 404 for an unknown id."""
+        if not await asyncio.to_thread(self.db.delete, speaker_id, "voice"):
+            raise ApiError(404, "speaker_not_found", f"Speaker '{speaker_id}' not found")
+
+    async def registered(self) -> list[dict[str, Any]]:
+        """Every voice print registered through /voice/register, with its sample count."""
+        return await asyncio.to_thread(self.db.summaries, "voice")
 
     async def speaker(self, speaker_id: str, label: str | None = None) -> Speaker:
         """The speaker with comparable samples, or 404 / 409."""

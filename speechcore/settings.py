@@ -23,7 +23,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 50 * 1024 * 1024
     """Uploads above this size are refused with 413 while they stream in."""
     max_audio_seconds: float = 3 * 3600
-    """Decoded audio longer than this is refused (protects memory)."""
+    """Decoded audio longer than this is refused (413, checked while decoding) on transcription endpoints."""
+    max_voice_seconds: float = 120.0
+    """The same limit for speaker, voice print, anti-spoofing and voice profile uploads."""
+    body_timeout_s: float = 60.0
+    """A request body must arrive whole within this many seconds, else 408 (stalled or trickling uploads)."""
     api_key: str | None = Field(default=None, validation_alias=AliasChoices("SPEECH_API_KEY", "API_KEY", "api_key"))
     """When set, every non-public path needs `Authorization: Bearer <key>` or `X-API-Key`. `API_KEY` is
     accepted too (the job API's reference reads that name); `SPEECH_API_KEY` wins when both are set."""
@@ -46,6 +50,11 @@ class Settings(BaseSettings):
     """Live sessions skip a partial while this many of their ASR requests are already in flight."""
     max_live_sessions: int = 16
     """Open live WebSocket sessions per ingress replica; one more is refused (error event, close 1013)."""
+    tts_max_text_chars: int = 5000
+    """Longest text `/v1/speech/synthesize` accepts (400 beyond; OpenAI's `/v1/audio/speech` keeps 4096)."""
+    tts_piece_chars: int = 150
+    """Text is synthesized in pieces of at most this many characters (sentences, else clauses, else words),
+    so one model run's memory is bounded whatever the punctuation."""
     log_level: str = "WARNING"
 
     @field_validator("cors_origins", mode="before")

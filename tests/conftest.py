@@ -13,6 +13,8 @@ import pytest
 # Voiceprints and other state go to a throwaway data dir (Ray workers inherit this environment).
 os.environ["SPEECH_DATA_DIR"] = tempfile.mkdtemp(prefix="speech-test-data-")
 atexit.register(shutil.rmtree, os.environ["SPEECH_DATA_DIR"], True)
+# A short body deadline so the slow-client tests (tests/test_hostile.py) wait seconds, not a minute.
+os.environ.setdefault("SPEECH_BODY_TIMEOUT_S", "10")
 
 from graphs import launch
 

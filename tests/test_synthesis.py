@@ -64,10 +64,32 @@ def test_openai_client_speech(base_url):
 
 
 def test_openai_speech_bad_input_is_400_in_openai_shape(base_url):
-    for body, param in [({"input": ""}, "text"), ({"input": "hi", "speed": 9}, "speed"),
+    for body, param in [({"input": ""}, "input"), ({"input": "hi", "speed": 9}, "speed"),
                         ({"input": "hi", "response_format": "wma"}, None), ({"voice": "alloy"}, None)]:
         r = httpx.post(f"{base_url}/v1/audio/speech", json={"model": "tts-1", **body})
         err = r.json()["error"]
         assert r.status_code == 400 and err["type"] == "invalid_request_error" and err["message"], (body, r.text)
         if param:
             assert err["param"] == param
+
+
+@pytest.mark.parametrize("voice", ["en_US-joe-medium", "espeak-fr"])
+def test_speed_is_delivered_across_the_accepted_range(base_url, voice):
+    """Duration ratios against speed 1.0 match 1/speed from 0.25 to 4.0 (engines alone saturate)."""
+    def seconds(speed: float) -> float:
+        r = httpx.post(f"{base_url}/v1/speech/synthesize", timeout=300,
+                       json={"text": TEXT, "voice": voice, "speed": speed, "format": "raw"})
+        assert r.status_code == 200, r.text
+        return len(r.content) / 2
+    normal = seconds(1.0)
+    for speed in (0.25, 0.5, 2.0, 4.0):
+        assert abs(normal / seconds(speed) / speed - 1) < 0.1, (voice, speed)
+
+
+def test_openai_voice_names_are_explicit_aliases(base_url):
+    """alloy and shimmer are the default (English Piper) voice: each speaks the text intelligibly."""
+    for voice in ("alloy", "shimmer"):
+        r = httpx.post(f"{base_url}/v1/audio/speech", timeout=120,
+                       json={"model": "tts-1", "input": TEXT, "voice": voice, "response_format": "wav"})
+        assert r.status_code == 200, r.text
+        assert wer(TEXT, transcribe_back(base_url, r.content, f"{voice}.wav")) <= 0.15, voice

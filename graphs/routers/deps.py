@@ -18,16 +18,19 @@ from speechcore.errors import AudioError
 from speechcore.settings import get_settings
 
 
-async def upload_audio(upload: UploadFile) -> np.ndarray:
-    """Decode an upload (already spooled to disk in chunks by the multipart parser) off the event loop."""
-    return await asyncio.to_thread(decode_audio, upload.file, SAMPLE_RATE, get_settings().max_audio_seconds)
+async def upload_audio(upload: UploadFile, max_seconds: float | None = None) -> np.ndarray:
+    """Decode an upload (already spooled to disk in chunks by the multipart parser) off the event loop;
+    longer than `max_seconds` (default: the transcription limit) is 413 while it decodes."""
+    limit = max_seconds or get_settings().max_audio_seconds
+    return await asyncio.to_thread(decode_audio, upload.file, SAMPLE_RATE, limit)
 
 
 async def upload_clip(upload: UploadFile, param: str = "file") -> Clip:
-    """An upload as a named clip; decoding errors name the file."""
+    """A voice upload as a named clip (at most `max_voice_seconds`: a voice needs seconds, not hours);
+    decoding errors name the file."""
     name = upload.filename or param
     try:
-        return Clip(name, await upload_audio(upload))
+        return Clip(name, await upload_audio(upload, get_settings().max_voice_seconds))
     except AudioError as err:
         raise AudioError(err.code, f"{name}: {err.message}", err.status) from err
 

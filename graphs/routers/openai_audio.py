@@ -110,22 +110,45 @@ async def translations(file: UploadFile = File(...), model: str = Form("whisper-
     return await _run(svc, file, model, options, response_format, [])
 
 
+OPENAI_TEXT_CHARS = 4096
+# OpenAI's voice names are explicit aliases of the server's default voice (None), never a fallback:
+# any other name must be one of GET /v1/speech/voices, else 400.
+OPENAI_VOICES = dict.fromkeys(("alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova",
+                               "onyx", "sage", "shimmer", "verse"))
+OPENAI_TTS_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+
+
 class SpeechRequest(BaseModel):
-    model: str = "tts-1"
-    input: str = Field(..., max_length=4096)
-    voice: str | None = None
+    model: str = Field("tts-1", description=f"{', '.join(OPENAI_TTS_MODELS)} or the server's TTS model")
+    input: str = Field(..., max_length=OPENAI_TEXT_CHARS)
+    voice: str | None = Field(None, description="An OpenAI voice name (alias of the default voice) "
+                                                "or a voice of GET /v1/speech/voices")
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
-    speed: float = 1.0
+    speed: float = Field(1.0, description="0.25 to 4.0")
+
+
+async def _tts_voice(svc: Services, body: SpeechRequest) -> str | None:
+    """The server voice for an OpenAI request; 400 for an unknown model or voice."""
+    if body.model not in (*OPENAI_TTS_MODELS, svc.spec.tts.model):
+        raise ApiError(400, "model_not_found", f"Unknown TTS model {body.model!r}; use one of "
+                                               f"{[*OPENAI_TTS_MODELS, svc.spec.tts.model]}.", param="model")
+    if body.voice is None or body.voice in OPENAI_VOICES:
+        return None
+    names = [v["name"] for v in await speech.voices(svc)]
+    if body.voice not in names:
+        raise ApiError(400, "voice_not_found", f"Unknown voice {body.voice!r}; use an OpenAI voice name "
+                                               f"({', '.join(OPENAI_VOICES)}) or one of {names}.", param="voice")
+    return body.voice
 
 
 @router.post("/audio/speech", summary="OpenAI-compatible text to speech",
              response_class=Response, responses={200: {"content": {"audio/mpeg": {}}}})
 async def audio_speech(body: SpeechRequest, svc: Services = Depends(services)):
-    names = {v["name"] for v in await speech.voices(svc)}
-    voice = body.voice if body.voice in names else None   # OpenAI voice names (alloy, ...) -> default voice
+    voice = await _tts_voice(svc, body)
     rate = 24000 if body.response_format == "pcm" else None  # OpenAI's pcm is 24 kHz s16le
     data, content_type = await speech.synthesize(svc, body.input, voice, body.speed,
-                                                 TTS_FORMATS[body.response_format], sample_rate=rate)
+                                                 TTS_FORMATS[body.response_format], sample_rate=rate,
+                                                 max_chars=OPENAI_TEXT_CHARS, param="input")
     return Response(data, media_type=content_type)
 
 

@@ -24,7 +24,7 @@ async def list_speakers(vp: Voiceprints = Depends(voiceprints)):
 
 @router.post("/speakers/{name}/enroll", summary="Enroll a sample (enrolling a name again adds a sample)")
 async def enroll(name: str, file: UploadFile = File(...), vp: Voiceprints = Depends(voiceprints)):
-    check_name(name)
+    name = check_name(name)
     _, _, embedding = await vp.enroll("reachy", name, await upload_clip(file))
     return {"message": f"Speaker '{name}' enrolled successfully", "embedding_size": int(embedding.shape[0])}
 

@@ -17,7 +17,7 @@ from graphs.routers.deps import upload_clip, upload_clips, voiceprints
 from graphs.services import Services
 from graphs.voiceprints import Clip, Voiceprints
 from speechcore.speakers.scoring import Score
-from speechcore.speakers.store import UUID_PATTERN
+from speechcore.speakers.store import UUID_PATTERN, check_name
 
 router = APIRouter(prefix="/voice", tags=["voice"])
 
@@ -33,6 +33,7 @@ def _result(clip: Clip, s: Score) -> dict:
 @router.post("/register", summary="Register a voice print from reference audio")
 async def register(file: UploadFile = File(...), name: str = Form(...), description: str = Form(...),
                    vp: Voiceprints = Depends(voiceprints)):
+    name = check_name(name)
     speaker, path, _ = await vp.enroll("voice", name, await upload_clip(file), description=description)
     return {"status": "success", "speaker_id": speaker.id, "file_path": path}
 
@@ -69,3 +70,14 @@ async def anti_spoof(files: list[UploadFile] = File(...), mode: SpoofMode = Form
 async def profile(file: UploadFile = File(...), svc: Services = Depends(services)):
     properties, unavailable = await graph.voice_profile(svc, await upload_clip(file))
     return {"file": file.filename, "properties": properties, "unavailable": unavailable}
+
+
+@router.get("/speakers", summary="Voice prints registered through /voice/register")
+async def list_voiceprints(vp: Voiceprints = Depends(voiceprints)):
+    return {"speakers": await vp.registered()}
+
+
+@router.delete("/{speaker_id}", summary="Delete a registered voice print, its samples and its audio")
+async def delete_voiceprint(speaker_id: str = Path(..., pattern=UUID_PATTERN), vp: Voiceprints = Depends(voiceprints)):
+    await vp.delete_registered(speaker_id)
+    return {"status": "success", "speaker_id": speaker_id}

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from speechcore.antispoof.features import spoof_features
-from speechcore.antispoof.quality import QualityLimits, assess
+from speechcore.antispoof.quality import QualityLimits, assess, is_speech_problem
 from speechcore.registry import resolve, size_bytes
 from speechcore.schemas import ModelInfo
 from speechcore.spec import BackendOptions, BackendSpec
@@ -90,6 +90,9 @@ class OnnxAntiSpoof:
         room = (1.0 - threshold) if is_real else threshold
         confidence = min(1.0, abs(p_real - threshold) / room) if room > 0 else 1.0
         quality = assess(audio, self.limits)
-        return {"result": "real" if is_real else "fake", "is_real": is_real, "score": round(p_real, 4),
+        result = "real" if is_real else "fake"
+        if any(is_speech_problem(p) for p in quality.problems):   # a tone or noise is neither
+            result, is_real = "not_speech", False
+        return {"result": result, "is_real": is_real, "score": round(p_real, 4),
                 "threshold": threshold, "confidence": round(confidence, 4), "qa_passed": quality.passed,
                 "qa": quality.as_dict()}

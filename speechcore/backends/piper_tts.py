@@ -3,6 +3,12 @@
 Voices: the Piper voice named by the model (e.g. `en_US-joe-medium`) and
 `espeak-<lang>` for each language in `options.espeak_languages`.
 Synthesis yields one chunk per sentence so callers can stream.
+
+Speed (0.25-4.0) is delivered as asked, measured as duration ratios: Piper's
+`length_scale` leaves pauses unscaled and saturates (x0.58 asked 0.5, x2.06 asked
+4.0), so Piper speaks at its natural pace and is time-stretched (pitch kept);
+espeak-ng's rate is exact from 0.5 to 4.0 (87-700 words per minute) and
+floors at 80 wpm, so below 0.5 the rest is time-stretched.
 """
 from __future__ import annotations
 
@@ -14,13 +20,14 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from speechcore.audio import decode_audio
+from speechcore.audio import decode_audio, time_stretch
 from speechcore.errors import ApiError
 from speechcore.registry import resolve, size_bytes
 from speechcore.schemas import ModelInfo, Speech
 from speechcore.spec import BackendOptions, BackendSpec
 
 ESPEAK_RATE = 22050
+ESPEAK_SPEEDS = (0.5, 4.0)   # where espeak-ng's -s delivers the speed itself
 DEFAULT_ESPEAK = ["vi", "fr", "de", "es", "it", "pt", "ja", "ko", "zh", "ru", "cs", "pl", "nl"]
 
 
@@ -82,14 +89,13 @@ class PiperTTS:
         if name == self.piper_name:
             yield from self._piper(text, speed)
         else:
-            yield self._espeak(text, name.removeprefix("espeak-"), speed)
+            native = min(max(speed, ESPEAK_SPEEDS[0]), ESPEAK_SPEEDS[1])
+            yield _stretched(self._espeak(text, name.removeprefix("espeak-"), native), speed / native)
 
     def _piper(self, text: str, speed: float) -> Iterator[Speech]:
-        from piper import SynthesisConfig
-
-        cfg = SynthesisConfig(length_scale=1.0 / speed)
-        for chunk in self.voice.synthesize(text, syn_config=cfg):
-            yield Speech(audio=chunk.audio_float_array.astype(np.float32), sample_rate=chunk.sample_rate)
+        for chunk in self.voice.synthesize(text):
+            yield _stretched(Speech(audio=chunk.audio_float_array.astype(np.float32),
+                                    sample_rate=chunk.sample_rate), speed)
 
     def _espeak(self, text: str, language: str, speed: float) -> Speech:
         assert self.espeak is not None   # espeak voices exist only when it is installed
@@ -97,3 +103,7 @@ class PiperTTS:
         wav = subprocess.run([self.espeak, "-v", language, "-s", str(int(175 * speed)), "--stdout", "--stdin"],
                              input=text.encode("utf-8"), capture_output=True, check=True, timeout=60).stdout
         return Speech(audio=decode_audio(wav, sample_rate=ESPEAK_RATE), sample_rate=ESPEAK_RATE)
+
+
+def _stretched(speech: Speech, factor: float) -> Speech:
+    return Speech(audio=time_stretch(speech.audio, speech.sample_rate, factor), sample_rate=speech.sample_rate)

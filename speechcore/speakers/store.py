@@ -13,11 +13,12 @@ import shutil
 import sqlite3
 import threading
 import time
+import unicodedata
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -50,10 +51,35 @@ def check_speaker_id(speaker_id: str) -> str:
 
 
 def check_name(name: str) -> str:
-    if not re.match(NAME_PATTERN, name or ""):
+    """The name in NFKC form; ApiError 422 for a name that is empty, too long or confusable.
+
+    Refused: control and format characters (zero-width spaces and joiners,
+    bidi overrides), slashes, and letters from look-alike scripts mixed in one
+    name (a Cyrillic "а" inside a Latin name), so two speakers can never
+    show the same name.
+    """
+    name = unicodedata.normalize("NFKC", name or "")
+    if not re.match(NAME_PATTERN, name) or not name.strip():
         raise ApiError(422, "invalid_name", "Speaker names are 1-128 characters, without control "
                                             "characters or slashes.", param="name")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") for c in name):
+        raise ApiError(422, "invalid_name", "Speaker names must not contain invisible, format or "
+                                            "unassigned characters.", param="name")
+    scripts = {_script(c) for c in name if unicodedata.category(c).startswith("L")}
+    if len(scripts) > 1 and not any(scripts <= ok for ok in _SCRIPT_MIXES):
+        raise ApiError(422, "invalid_name", f"Speaker names must not mix look-alike scripts "
+                                            f"({', '.join(sorted(scripts)).lower()}).", param="name")
     return name
+
+
+# Scripts that are legitimately written together (Japanese, Korean with Hanja, both with Latin).
+_SCRIPT_MIXES = ({"HAN", "HIRAGANA", "KATAKANA", "LATIN"}, {"HAN", "HANGUL", "LATIN"})
+
+
+def _script(c: str) -> str:
+    """The Unicode script of a letter, from its name (LATIN, CYRILLIC, GREEK, CJK -> HAN ...)."""
+    word = unicodedata.name(c, "UNKNOWN").split(" ")[0]
+    return {"CJK": "HAN", "KATAKANA-HIRAGANA": "KATAKANA", "HALFWIDTH": "KATAKANA"}.get(word, word)
 
 
 def _blob(embedding: np.ndarray) -> bytes:
@@ -116,7 +142,7 @@ class VoiceprintStore:
         voice-family speakers get a new UUID unless `speaker_id` names one.
         """
         assert family in FAMILIES
-        check_name(name)
+        name = check_name(name)
         now = time.time()
         with self._write() as db:
             sid = speaker_id
@@ -140,12 +166,14 @@ class VoiceprintStore:
         assert speaker is not None   # written above, in this transaction
         return speaker, rel
 
-    def delete(self, speaker_id: str) -> bool:
-        """Remove the speaker, its samples (cascade) and its audio folder."""
+    def delete(self, speaker_id: str, family: str | None = None) -> bool:
+        """Remove the speaker (of `family` when given), its samples (cascade) and its audio folder."""
         check_speaker_id(speaker_id)
         with self._write() as db:
-            gone = db.execute("DELETE FROM speakers WHERE id=?", (speaker_id,)).rowcount > 0
-        shutil.rmtree(self.audio_root / speaker_id, ignore_errors=True)
+            gone = db.execute("DELETE FROM speakers WHERE id=? AND family=IFNULL(?, family)",
+                              (speaker_id, family)).rowcount > 0
+        if gone:
+            shutil.rmtree(self.audio_root / speaker_id, ignore_errors=True)
         return gone
 
     def add_cohort(self, model: str, embeddings: list[np.ndarray], source: str = "") -> int:
@@ -169,11 +197,20 @@ class VoiceprintStore:
         return row[0] if row else None
 
     def id_by_name(self, name: str, family: str = "reachy") -> str | None:
-        return self._id_by_name(self.conn, name, family)
+        return self._id_by_name(self.conn, unicodedata.normalize("NFKC", name), family)
 
     def names(self, family: str = "reachy") -> list[str]:
         rows = self.conn.execute("SELECT name FROM speakers WHERE family=? ORDER BY created_at, name", (family,))
         return [r[0] for r in rows]
+
+    def summaries(self, family: str) -> list[dict[str, Any]]:
+        """Every speaker of `family` with its sample count, oldest first."""
+        rows = self.conn.execute(
+            "SELECT s.id, s.name, s.description, s.created_at, s.updated_at, COUNT(m.id) FROM speakers s "
+            "LEFT JOIN samples m ON m.speaker_id = s.id WHERE s.family=? GROUP BY s.id "
+            "ORDER BY s.created_at, s.id", (family,))
+        keys = ("speaker_id", "name", "description", "created_at", "updated_at", "samples")
+        return [dict(zip(keys, r)) for r in rows]
 
     def count(self, family: str) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM speakers WHERE family=?", (family,)).fetchone()[0]
