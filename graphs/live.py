@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
 from graphs.services import DeploymentClient, Services
-from graphs.transcription import _check_model_supports
+from graphs.transcription import check_model_supports
 from graphs.transport import Send, Stats
 from speechcore.audio import SAMPLE_RATE
 from speechcore.errors import ApiError
@@ -114,7 +114,8 @@ class LiveTranscription:
         """The language as a code the chosen model supports (as file transcription checks it)."""
         language = normalize_language(options.language)
         try:
-            await _check_model_supports(self.svc, self.svc.asr(model), model, TranscribeOptions(language=language))
+            await check_model_supports(self.svc.asr(model), model or self.svc.spec.default_asr,
+                                       TranscribeOptions(language=language))
         except ApiError as err:
             raise StreamError(err.code, err.message, close_code=1003) from err
         return options.model_copy(update={"language": language})

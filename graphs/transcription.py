@@ -34,7 +34,7 @@ async def transcribe(svc: Services, audio: np.ndarray, model: str | None, option
     asr = svc.asr(model)
     name = model or svc.spec.default_asr
     options.language = normalize_language(options.language)
-    await _check_model_supports(asr, name, options)
+    await check_model_supports(asr, name, options)
     plan = plan_transcription(await svc.vad.regions(audio))
     decode = replace(options, word_timestamps=options.word_timestamps or sentences)
     if len(plan) > 1 and not decode.language:   # one language for the whole recording, detected once
@@ -59,7 +59,8 @@ async def _all(calls: list[Coroutine[Any, Any, Transcript]]) -> list[Transcript]
         raise
 
 
-async def _check_model_supports(asr: ASR, name: str, options: TranscribeOptions) -> None:
+async def check_model_supports(asr: ASR, name: str, options: TranscribeOptions) -> None:
+    """400 for a language or task the model `name` cannot do (files and live sessions alike)."""
     info = await asr.info()
     if not info:
         return  # not ready: the call answers 503 next
