@@ -62,18 +62,25 @@ class LiveTranscription:
                                    partials_allowed=self._asr_has_room)
         self.feeder = AudioFeeder(self.session.feed, int(MAX_BACKLOG_S * SAMPLE_RATE))
 
+    @property
+    def _started(self) -> tuple[LiveSession, AudioFeeder]:
+        assert self.session is not None and self.feeder is not None, "start() comes first"
+        return self.session, self.feeder
+
     async def handle(self, event: Event) -> None:
+        session, feeder = self._started
         if isinstance(event, AudioIn):
-            await self.feeder.put(event.audio)
+            await feeder.put(event.audio)
         elif isinstance(event, Configure):
-            options = await self._configure(self.session.options, event.fields)
-            if options.language != self.session.options.language:
-                self.session.language = options.language
-            self.session.options = options
+            options = await self._configure(session.options, event.fields)
+            if options.language != session.options.language:
+                session.language = options.language
+            session.options = options
 
     async def finish(self) -> None:
-        await self.feeder.drain()
-        await self.session.finish()
+        session, feeder = self._started
+        await feeder.drain()
+        await session.finish()
         while self._side_tasks:
             await asyncio.gather(*list(self._side_tasks), return_exceptions=True)
 

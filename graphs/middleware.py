@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Mapping
 import hmac
 import math
 import logging
@@ -28,7 +29,7 @@ def app_path(scope) -> str:
     return path[len(root):] or "/" if root and path.startswith(root) else path
 
 
-def error_response(request_path: str, err: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(request_path: str, err: ApiError, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """The error in the shape of the family that owns the path (routers register theirs)."""
     cause = getattr(err, "cause", None)   # raised in a deployment: Ray wraps it, the original has every field
     err = cause if isinstance(cause, ApiError) else err

@@ -22,7 +22,7 @@ import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 from fastapi import WebSocket
 from pydantic import TypeAdapter, ValidationError
@@ -40,7 +40,7 @@ class Serializer(Protocol):
     family: str
     """Stats key (and error shape) of this protocol."""
 
-    def parse(self, message: dict) -> list[Event]: ...
+    def parse(self, message: Mapping[str, Any]) -> list[Event]: ...
     def render(self, event: Event) -> dict | str | bytes | None: ...
 
 
@@ -158,7 +158,7 @@ class WebSocketRunner:
                     if isinstance(event, EndOfInput):
                         await self._finish(1000, "end of stream")
                         return
-                    await self.session.handle(event)
+                    await self._session.handle(event)
             except ApiError as err:
                 if getattr(err, "close_code", None):
                     raise
@@ -174,14 +174,19 @@ class WebSocketRunner:
             raise StreamError("invalid_config", f"idle_timeout_s: {exc.errors()[0]['msg']}", 1003) from exc
         return min(self.idle_timeout, max(1.0, asked))
 
-    def _check_size(self, message: dict) -> None:
+    def _check_size(self, message: Mapping[str, Any]) -> None:
         size = len(message.get("text") or message.get("bytes") or b"")
         if size > self.settings.stream_max_frame_bytes:
             raise StreamError("frame_too_large", f"Message of {size} bytes exceeds the limit of "
                               f"{self.settings.stream_max_frame_bytes} bytes; send 100 ms chunks.", 1009, 413)
 
+    @property
+    def _session(self) -> Session:
+        assert self.session is not None, "the session is made before the first message is read"
+        return self.session
+
     async def _finish(self, code: int, reason: str) -> None:
-        await self.session.finish()
+        await self._session.finish()
         await self._close(code, reason)
 
     async def _fail(self, err: StreamError) -> None:
@@ -199,7 +204,7 @@ class WebSocketRunner:
 
 
 # -- helpers shared by serializers -----------------------------------------------------------------
-def json_message(message: dict) -> dict:
+def json_message(message: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON object in a text frame; StreamError (recoverable) otherwise."""
     text = message.get("text")
     if text is None:

@@ -9,7 +9,7 @@ errors: `{"error": {"code", "message"}}`.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -39,7 +39,7 @@ class GatewaySerializer:
     def __init__(self):
         self.decode = None
 
-    def parse(self, message: dict) -> list[Event]:
+    def parse(self, message: Mapping[str, Any]) -> list[Event]:
         if self.decode is None:
             return [self._configure(message)]
         if message.get("bytes") is not None:
@@ -52,7 +52,7 @@ class GatewaySerializer:
         raise StreamError("unknown_message", "After the config message send binary audio frames "
                           "(or {\"type\": \"end\"}).")
 
-    def _configure(self, message: dict) -> Configure:
+    def _configure(self, message: Mapping[str, Any]) -> Configure:
         if message.get("text") is None:
             raise StreamError("config_required", "The first message must be the JSON config "
                               "{\"type\": \"config\", \"encoding\", \"sample_rate\", \"channels\"}.", 1008)

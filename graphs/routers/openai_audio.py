@@ -129,9 +129,9 @@ class SpeechRequest(BaseModel):
 
 async def _tts_voice(svc: Services, body: SpeechRequest) -> str | None:
     """The server voice for an OpenAI request; 400 for an unknown model or voice."""
-    if body.model not in (*OPENAI_TTS_MODELS, svc.spec.tts.model):
+    if body.model not in (*OPENAI_TTS_MODELS, svc.spec.role("tts").model):
         raise ApiError(400, "model_not_found", f"Unknown TTS model {body.model!r}; use one of "
-                                               f"{[*OPENAI_TTS_MODELS, svc.spec.tts.model]}.", param="model")
+                                               f"{[*OPENAI_TTS_MODELS, svc.spec.role('tts').model]}.", param="model")
     if body.voice is None or body.voice in OPENAI_VOICES:
         return None
     names = [v["name"] for v in await speech.voices(svc)]

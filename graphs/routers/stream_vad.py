@@ -7,6 +7,8 @@ silence_ms, volume_threshold, partial_interval, model, language, ssap, idle_time
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from fastapi import APIRouter, WebSocket
 
 from graphs.live import LiveTranscription, live_stats
@@ -22,7 +24,7 @@ router = APIRouter(tags=["live transcription"])
 class PlatformSerializer:
     family = "platform"
 
-    def parse(self, message: dict) -> list[Event]:
+    def parse(self, message: Mapping[str, Any]) -> list[Event]:
         data = json_message(message)
         if "audio_event" in data:
             event = data["audio_event"]
