@@ -325,17 +325,24 @@ def test_clients_vanishing_mid_utterance_leave_nothing_behind(ws_url, base_url):
         await run_stream(f"{ws_url}/ws/transcribe/vad?{TINY}&partial_interval=0.5", messages, speed=0,
                          close_after=True)
 
+    def stats() -> dict:
+        return httpx.get(f"{base_url}/ws/transcribe/sessions").json()
+
     async def scenario():
-        before = httpx.get(f"{base_url}/ws/transcribe/sessions").json()
+        deadline = time.time() + 2 * get_settings().stream_idle_timeout_s
+        while stats()["sessions"] and time.time() < deadline:   # earlier tests' sessions finish first
+            await asyncio.sleep(0.5)
+        before = stats()
         good = asyncio.create_task(stream_platform(ws_url, np.concatenate([a, pause(0.6)]), speed=2.0, query=TINY))
         await asyncio.gather(*[vanish() for _ in range(6)])
         return before, await good
 
     before, good = run(scenario())
     assert wer(ref, good.finals()[0]["text"]) <= 0.2            # the other session carried on
-    deadline = time.time() + 30
+    # Nothing may stay behind; a session whose client left unnoticed must go by its idle timeout at the latest.
+    deadline = time.time() + 2 * get_settings().stream_idle_timeout_s
     while time.time() < deadline:
-        after = httpx.get(f"{base_url}/ws/transcribe/sessions").json()
+        after = stats()
         if after["sessions"] == 0 and after["asr_in_flight"] == 0 and after["tasks"] <= before["tasks"] + 2:
             break
         time.sleep(0.5)
