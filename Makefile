@@ -11,7 +11,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=O
 SYSTEM_PACKAGES := espeak-ng pocketsphinx-testdata alsa-utils festival
 CONFIG ?= configs/serve_cpu.yaml
 
-.PHONY: run test install system deps models fixtures bench bench-startup bench-transcription clean train-anti-spoof eval-speakers cohort
+.PHONY: run test install system deps models fixtures bench bench-startup bench-transcription bench-admission clean train-anti-spoof eval-speakers cohort
 
 # Ray's own ports (GCS, raylet, dashboard agent, metrics) have no API key: on a single machine Ray
 # binds them to 127.0.0.1 when it treats the node as non-cluster, which this variable selects
@@ -63,13 +63,16 @@ models: deps
 fixtures: deps system
 	$(PY) scripts/install_fixtures.py
 
-bench: bench-startup bench-transcription
+bench: bench-startup bench-transcription bench-admission
 
 bench-startup: install
 	PYTHONPATH=$(CURDIR) $(PY) bench/startup.py
 
 bench-transcription: install .stamp-test-deps
 	PYTHONPATH=$(CURDIR) $(PY) bench/transcription.py
+
+bench-admission: install .stamp-test-deps
+	PYTHONPATH=$(CURDIR) $(PY) bench/admission.py
 
 clean:
 	rm -rf .venv .venv-nemo .stamp-* models fixtures
