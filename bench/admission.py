@@ -50,22 +50,25 @@ class Outcome:
         return len(self.finished) / (max(self.finished) - self.started) if self.finished else 0.0
 
 
-async def post(client: httpx.AsyncClient, clip: bytes, out: Outcome) -> None:
+async def post(client: httpx.AsyncClient, clip: bytes, out: Outcome) -> int:
+    """Posts `clip` once and files the answer in `out`; the Retry-After seconds when refused, else 0."""
     out.sent += 1
     t0 = time.perf_counter()
     try:
         r = await client.post(PATH, files={"file": ("clip.wav", clip)}, data={"model": MODEL})
     except httpx.HTTPError as exc:
         out.errors[type(exc).__name__] = out.errors.get(type(exc).__name__, 0) + 1
-        return
+        return 0
     if r.status_code == 200 and r.json().get("text", "").strip():
         out.latencies.append(time.perf_counter() - t0)
         out.finished.append(time.perf_counter())
     elif r.status_code == 429 and r.headers.get("retry-after", "").isdigit():
         out.retry_after.append(int(r.headers["retry-after"]))
+        return out.retry_after[-1]
     else:
         key = f"{r.status_code} {r.text[:60]}"
         out.errors[key] = out.errors.get(key, 0) + 1
+    return 0
 
 
 def client(base: str) -> httpx.AsyncClient:
@@ -81,7 +84,7 @@ async def closed_loop(base: str, clip: bytes, clients: int, seconds: float) -> O
 
         async def one() -> None:
             while time.perf_counter() < stop:
-                await post(c, clip, out)
+                await asyncio.sleep(await post(c, clip, out))   # a refused client waits as told
 
         await asyncio.gather(*(one() for _ in range(clients)))
     return out
@@ -105,11 +108,10 @@ def row(label: str, bound: str, offered: float | None, seconds: float, out: Outc
     lat = out.latencies
     if out.errors:
         print(f"{label}, bound {bound}: errors {out.errors}", flush=True)
-    return [label, bound, "-" if offered is None else round(offered, 2), out.sent, round(out.sent / seconds, 2), round(out.completed_per_s(), 2),
-            round(percentile(lat, 50), 1) if lat else "-", round(percentile(lat, 95), 1) if lat else "-",
-            round(max(lat), 1) if lat else "-", f"{100 * len(out.retry_after) / max(out.sent, 1):.0f} %",
-            round(statistics.mean(out.retry_after), 1) if out.retry_after else "-",
-            sum(out.errors.values())]
+    latency = [f"{v:.1f}" for v in (percentile(lat, 50), percentile(lat, 95), max(lat))] if lat else ["-"] * 3
+    return [label, bound, "-" if offered is None else f"{offered:.2f}", out.sent, f"{out.sent / seconds:.2f}",
+            f"{out.completed_per_s():.2f}", *latency, f"{100 * len(out.retry_after) / max(out.sent, 1):.0f} %",
+            f"{statistics.mean(out.retry_after):.1f}" if out.retry_after else "-", sum(out.errors.values())]
 
 
 def main() -> None:
