@@ -17,7 +17,7 @@ from ray import serve
 
 from deployments.base import ModelDeployment
 from speechcore.backends.protocols import Transcriber
-from speechcore.batching import (BatchConfig, DrainBatcher, Stopped, audio_seconds, join_transcripts,
+from speechcore.batching import (BatchConfig, DrainBatcher, Overloaded, Stopped, audio_seconds, join_transcripts,
                                  split_request)
 from speechcore.schemas import ASRRequest, Transcript
 
@@ -38,20 +38,29 @@ class ASRDeployment(ModelDeployment):
     async def _decode(self, requests: list[ASRRequest], stopped: Stopped) -> list[Transcript]:
         return await self.run(self.backend.transcribe_batch, requests, stopped)
 
-    async def transcribe(self, request: ASRRequest) -> Transcript:
+    async def transcribe(self, request: ASRRequest) -> Transcript | Overloaded:
+        """The transcript, or the refusal when the request's lane is full. The refusal is returned, not
+        raised: Serve logs every raised exception as a failed request (an ERROR with a traceback),
+        and a full lane is the server working as configured; the ingress facade raises it (429)."""
         cost = audio_seconds(request)
-        with self.batcher.admitted(request.lane, cost):
-            if request.lane == "interactive":
-                return await self.batcher.submit(request, cost, request.lane)
-            first, *rest = split_request(request, self.batcher.config.budget("bulk"))
-            head = await self.batcher.submit(first, audio_seconds(first), request.lane)
-            if not rest:
-                return head
-            options = request.options if request.options.language else replace(request.options,
-                                                                                 language=head.language or None)
-            tail = await asyncio.gather(*(self.batcher.submit(replace(p, options=options), audio_seconds(p),
-                                                              request.lane) for p in rest))
-            return join_transcripts([head, *tail])
+        try:
+            with self.batcher.admitted(request.lane, cost):
+                return await self._transcribe(request, cost)
+        except Overloaded as refused:
+            return refused
+
+    async def _transcribe(self, request: ASRRequest, cost: float) -> Transcript:
+        if request.lane == "interactive":
+            return await self.batcher.submit(request, cost, request.lane)
+        first, *rest = split_request(request, self.batcher.config.budget("bulk"))
+        head = await self.batcher.submit(first, audio_seconds(first), request.lane)
+        if not rest:
+            return head
+        options = request.options if request.options.language else replace(request.options,
+                                                                             language=head.language or None)
+        tail = await asyncio.gather(*(self.batcher.submit(replace(p, options=options), audio_seconds(p),
+                                                          request.lane) for p in rest))
+        return join_transcripts([head, *tail])
 
     def batch_sizes(self) -> list[int]:
         return self.batcher.batch_sizes

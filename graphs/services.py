@@ -80,7 +80,10 @@ class VAD(DeploymentClient):
 
 class ASR(DeploymentClient):
     async def transcribe(self, request: ASRRequest) -> Transcript:
-        return await self.call("transcribe", request, timeout_s=timeout_for(audio_seconds(request)))
+        result = await self.call("transcribe", request, timeout_s=timeout_for(audio_seconds(request)))
+        if isinstance(result, ApiError):   # a full lane answers its refusal as a value (see deployments/asr.py)
+            raise result
+        return result
 
     async def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
         return await self.call("detect_language", audio)
