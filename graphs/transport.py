@@ -118,10 +118,12 @@ class WebSocketRunner:
             log.exception("live session failed")
             await self._fail(StreamError("internal_error", "Internal error; the session is closed.", 1011, 500))
         finally:
+            # Serve cancels this handler when the client vanishes: count the session out before any
+            # await, and let its clean-up finish even then (shielded), so no task or slot is left behind.
             self._open = False
-            if self.session is not None:
-                await self.session.close()
             self.stats.open -= 1
+            if self.session is not None:
+                await asyncio.shield(self.session.close())
 
     async def send(self, event: Event) -> None:
         """Render and send one event; events the protocol does not carry are skipped."""

@@ -159,3 +159,27 @@ def test_bad_idle_timeout_closes_1003(value):
     ws = FakeSocket(query={"idle_timeout_s": value})
     run(ws)
     assert ws.closed[0] == 1003 and ws.sent[0]["error"] == "invalid_config"
+
+
+def test_a_handler_cancelled_while_closing_still_frees_its_slot_and_finishes_clean_up():
+    """Serve cancels the handler when a client vanishes; if that lands during clean-up, the session
+    is still counted out and its clean-up still runs to the end."""
+    class SlowClose(FakeSession):
+        async def close(self):
+            await asyncio.sleep(0.05)
+            self.closed = True
+
+    async def scenario():
+        made: list[SlowClose] = []
+        open_before = Stats.open_sessions()
+        runner = WebSocketRunner(FakeSocket([text({"audio": 1})]), EchoSerializer(),
+                                 lambda send: made.append(SlowClose(send)) or made[0])
+        task = asyncio.ensure_future(runner.run())
+        await asyncio.sleep(0.01)               # the disconnect is read; clean-up is under way
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert Stats.open_sessions() == open_before
+        await asyncio.sleep(0.1)
+        return made[0]
+
+    assert asyncio.run(scenario()).closed
