@@ -56,17 +56,11 @@ def _detail_body(err: ApiError) -> dict[str, Any]:
     return {"detail": err.message}
 
 
-def _ws_event(code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message}
-
-
 @dataclass(frozen=True)
 class ErrorFamily:
     name: str
     body: Callable[[ApiError], dict[str, Any]] = _detail_body
     """The JSON body of an HTTP error response."""
-    ws_event: Callable[[str, str], dict[str, Any]] = _ws_event
-    """An error as a WebSocket message (code, message)."""
     fastapi_validation: bool = False
     """Request-validation errors keep FastAPI's own 422 `{"detail": [...]}` list."""
 
@@ -95,8 +89,3 @@ def family_of(path: str) -> str:
 
 def error_body(path: str, status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
     return family_for(path).body(ApiError(status, code, message, param))
-
-
-def ws_error_event(path: str, code: str, message: str) -> dict[str, Any]:
-    """An error as a WebSocket message in the family's shape."""
-    return family_for(path).ws_event(code, message)

@@ -25,8 +25,7 @@ def _error(err: ApiError) -> dict:
     return {"error": {"code": err.code, "message": err.message}}
 
 
-ERRORS = register_family(ErrorFamily("gateway", _error, lambda code, message: _error(ApiError(400, code, message))),
-                         router.prefix)   # REST and `WS /v1/speech/stream` alike
+ERRORS = register_family(ErrorFamily("gateway", _error), router.prefix)
 
 
 @router.post("/transcribe", summary="Transcribe a complete audio file",
