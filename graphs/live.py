@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -174,7 +175,19 @@ def _require(client: DeploymentClient) -> None:
 
 def live_stats() -> dict:
     return {**Stats.snapshot(), "asr_in_flight": sum(AsrLoad.in_flight.values()),
-            "tasks": sum(1 for t in asyncio.all_tasks() if not t.done())}
+            **_our_tasks()}
+
+
+def _our_tasks() -> dict:
+    """Unfinished asyncio tasks running this project's code, counted and by coroutine (to find a leak)."""
+    root = str(Path(__file__).resolve().parents[1])
+    kinds: dict[str, int] = {}
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        if not task.done() and code is not None and code.co_filename.startswith(root) \
+                and "/.venv" not in code.co_filename:
+            kinds[code.co_qualname] = kinds.get(code.co_qualname, 0) + 1
+    return {"tasks": sum(kinds.values()), "task_kinds": kinds}
 
 
 def _parse(kind: type, value, name: str):

@@ -77,10 +77,14 @@ def test_openai_speech_bad_input_is_400_in_openai_shape(base_url):
 def test_speed_is_delivered_across_the_accepted_range(base_url, voice):
     """Duration ratios against speed 1.0 match 1/speed from 0.25 to 4.0 (engines alone saturate)."""
     def seconds(speed: float) -> float:
-        r = httpx.post(f"{base_url}/v1/speech/synthesize", timeout=300,
-                       json={"text": TEXT, "voice": voice, "speed": speed, "format": "raw"})
-        assert r.status_code == 200, r.text
-        return len(r.content) / 2
+        # Piper's durations are sampled: about 1 run in 100 comes out 10-18% longer, so take a median of 3.
+        lengths = []
+        for _ in range(3):
+            r = httpx.post(f"{base_url}/v1/speech/synthesize", timeout=300,
+                           json={"text": TEXT, "voice": voice, "speed": speed, "format": "raw"})
+            assert r.status_code == 200, r.text
+            lengths.append(len(r.content) / 2)
+        return sorted(lengths)[1]
     normal = seconds(1.0)
     for speed in (0.25, 0.5, 2.0, 4.0):
         assert abs(normal / seconds(speed) / speed - 1) < 0.1, (voice, speed)
