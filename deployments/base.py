@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from dataclasses import asdict
-from typing import Any, Callable, TypeVar
+from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
 
 from speechcore.backends import load_backend
 from speechcore.settings import get_settings
@@ -28,3 +29,29 @@ class ModelDeployment:
     async def run(fn: Callable[..., T], *args: Any) -> T:
         """Model work off the replica's event loop, so health checks and batching keep going."""
         return await asyncio.to_thread(fn, *args)
+
+
+_END = object()
+
+
+async def iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:
+    """A blocking generator stepped in worker threads, one item per step, so the event loop stays free.
+
+    When the consumer stops (a client went away, Serve cancelled the call), the generator is
+    closed in a thread as soon as its current step returns: at most one more step of model work.
+    """
+    lock = threading.Lock()
+
+    def step() -> Any:
+        with lock:
+            return next(items, _END)
+
+    def close() -> None:
+        with lock:
+            getattr(items, "close", lambda: None)()
+
+    try:
+        while (item := await asyncio.to_thread(step)) is not _END:
+            yield item
+    finally:
+        threading.Thread(target=close, daemon=True).start()

@@ -1,30 +1,33 @@
-"""LLM deployment (llama.cpp GGUF on CPU, vLLM on GPU); streams tokens."""
+"""LLM deployment (llama.cpp GGUF on CPU, vLLM on GPU); streams answer pieces.
+
+No lock here: the llama.cpp backend runs `contexts` requests at once from its own
+pool, and vLLM batches every request in flight.
+"""
 from __future__ import annotations
 
-import asyncio
 import inspect
+from typing import AsyncIterator
 
 from ray import serve
 
-from deployments.base import ModelDeployment
-from speechcore.schemas import ChatMessage
+from deployments.base import ModelDeployment, iterate_in_thread
+from speechcore.schemas import ChatMessage, GenerationParams, Generated
 
 
 @serve.deployment(max_ongoing_requests=16, ray_actor_options={"num_cpus": 0})
 class LLMDeployment(ModelDeployment):
     role = "llm"
 
-    def __init__(self, spec: dict):
-        super().__init__(spec)
-        self._lock = asyncio.Lock()  # one llama.cpp context is not re-entrant; vLLM batches internally
+    async def generate(self, messages: list[ChatMessage], params: GenerationParams) -> AsyncIterator[Generated]:
+        """Async generator of answer pieces; call with handle.options(stream=True)."""
+        pieces = self.backend.generate(messages, params)
+        source = pieces if inspect.isasyncgen(pieces) else iterate_in_thread(pieces)
+        async for piece in source:
+            yield piece
 
-    async def stream(self, messages: list[ChatMessage], max_tokens: int = 256, temperature: float = 0.7):
-        """Async generator of text pieces; call with handle.options(stream=True)."""
-        if inspect.isasyncgenfunction(self.backend.stream):
-            async for token in self.backend.stream(messages, max_tokens, temperature):
-                yield token
-            return
-        async with self._lock:
-            tokens = self.backend.stream(messages, max_tokens, temperature)
-            while (token := await asyncio.to_thread(next, tokens, None)) is not None:
-                yield token
+    async def stream(self, messages: list[ChatMessage], max_tokens: int = 256,
+                     temperature: float = 0.7) -> AsyncIterator[str]:
+        """Text pieces only (voice sessions)."""
+        async for piece in self.generate(messages, GenerationParams(max_tokens=max_tokens, temperature=temperature)):
+            if piece.text:
+                yield piece.text

@@ -10,7 +10,7 @@ from ray import serve
 
 from graphs import middleware, routers
 from graphs.readiness import Readiness
-from graphs.routers import gateway_speech, gateway_stream, health, openai_audio, platform_asr, stream_vad
+from graphs.routers import gateway_speech, gateway_stream, health, openai_audio, openai_chat, platform_asr, stream_vad
 from graphs.routers import speakers as speaker_routes
 from graphs.routers import voice as voice_routes
 from graphs.services import Services
@@ -24,6 +24,7 @@ app.include_router(health.router)
 app.include_router(platform_asr.router)
 app.include_router(gateway_speech.router)
 app.include_router(openai_audio.router)
+app.include_router(openai_chat.router)
 app.include_router(speaker_routes.router)
 app.include_router(voice_routes.router)
 app.include_router(stream_vad.router)

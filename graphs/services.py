@@ -20,7 +20,7 @@ from graphs.readiness import Readiness
 from speechcore.audio import SAMPLE_RATE
 from speechcore.batching import audio_seconds
 from speechcore.errors import ApiError, Unavailable
-from speechcore.schemas import ASRRequest, ChatMessage, Speech, Transcript
+from speechcore.schemas import ASRRequest, ChatMessage, GenerationParams, Generated, Speech, Transcript
 from speechcore.settings import get_settings
 from speechcore.spec import GraphSpec
 
@@ -122,6 +122,10 @@ class LLM(DeploymentClient):
                     temperature: float = 0.7) -> AsyncIterator[str]:
         """Text pieces as the model generates them."""
         return self.stream("stream", messages, max_tokens, temperature)
+
+    def generate(self, messages: list[ChatMessage], params: GenerationParams) -> AsyncIterator[Generated]:
+        """Answer pieces, then a last piece with the finish reason and token usage."""
+        return self.stream("generate", messages, params)
 
 
 class Services:

@@ -83,6 +83,27 @@ class ChatMessage:
 
 
 @dataclass
+class GenerationParams:
+    """Sampling controls every LLM backend honours (OpenAI's names and meanings)."""
+    max_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+
+@dataclass
+class Generated:
+    """One streamed piece of an answer; the last piece has no text and carries the finish reason and usage."""
+    text: str = ""
+    finish_reason: str | None = None     # "stop" | "length" on the last piece
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
 class ModelInfo:
     role: str
     name: str

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     so one model run's memory is bounded whatever the punctuation."""
     log_level: str = "WARNING"
 
+    # Chat completions (the LLM)
+    llm_max_tokens: int = 512
+    """Answer length when a chat request names neither `max_tokens` nor `max_completion_tokens`."""
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

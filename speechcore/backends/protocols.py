@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Protocol
 
 import numpy as np
 
-from speechcore.schemas import ASRRequest, ChatMessage, ModelInfo, Speech, Transcript
+from speechcore.schemas import ASRRequest, ChatMessage, GenerationParams, Generated, ModelInfo, Speech, Transcript
 
 
 class Backend(Protocol):
@@ -56,7 +56,13 @@ class VoiceProfiler(Backend, Protocol):
 
 
 class Generator(Backend, Protocol):
+    def generate(self, messages: list[ChatMessage],
+                 params: GenerationParams) -> Iterator[Generated] | AsyncIterator[Generated]:
+        """Answer pieces as generated, then one piece with the finish reason and usage (llama.cpp: a
+        generator that stops when closed; vLLM: an async generator). Too long a prompt: ApiError 400."""
+        ...
+
     def stream(self, messages: list[ChatMessage], max_tokens: int = 256,
                temperature: float = 0.7) -> Iterator[str] | AsyncIterator[str]:
-        """Text pieces as they are generated (llama.cpp: a generator; vLLM: an async generator)."""
+        """Text pieces only."""
         ...
