@@ -11,6 +11,7 @@ from ray import serve
 from graphs import middleware, routers
 from graphs.readiness import Readiness
 from graphs.routers import gateway_speech, gateway_stream, health, openai_audio, openai_chat, platform_asr, stream_vad
+from graphs.routers import jobs_api, property, webui
 from graphs.routers import speakers as speaker_routes
 from graphs.routers import voice as voice_routes
 from graphs.services import Services
@@ -29,6 +30,10 @@ app.include_router(speaker_routes.router)
 app.include_router(voice_routes.router)
 app.include_router(stream_vad.router)
 app.include_router(gateway_stream.router)
+app.include_router(property.router)
+app.include_router(jobs_api.router)
+app.include_router(webui.router)
+webui.mount(app)
 
 
 # Requests and live sessions one ingress replica holds at once. Stalled uploads are cut after

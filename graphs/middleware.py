@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Mapping
+from typing import Callable, Mapping
 import hmac
 import math
 import logging
@@ -21,6 +21,9 @@ from speechcore.settings import get_settings
 log = logging.getLogger("speech.errors")
 
 PUBLIC_PATHS = {"/", "/health", "/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
+
+UPLOAD_LIMITS: dict[str, Callable[[], tuple[int, float, str]]] = {}
+"""Exact path -> (byte limit, body deadline s, 413 message) replacing the global ones (routers register)."""
 
 
 def app_path(scope) -> str:
@@ -74,11 +77,12 @@ class GuardMiddleware:
                 err = ApiError(401, "unauthorized", "Unauthorized")
                 return await error_response(path, err)(scope, receive, send)
         if scope["type"] == "http":
-            limit = settings.max_upload_bytes
+            limit, deadline, message = UPLOAD_LIMITS.get(path, lambda: (settings.max_upload_bytes,
+                                                                        settings.body_timeout_s, None))()
             length = headers.get("content-length")
             if length and length.isdigit() and int(length) > limit:
-                return await error_response(path, UploadTooLarge(limit))(scope, receive, send)
-            receive = _limited(receive, limit, settings.body_timeout_s)
+                return await error_response(path, UploadTooLarge(limit, message))(scope, receive, send)
+            receive = _limited(receive, limit, deadline, message)
         return await self.app(scope, receive, send)
 
 
@@ -113,7 +117,7 @@ class CorsGate:
         return await self.app(scope, receive, send)
 
 
-def _limited(receive, limit: int, timeout_s: float):
+def _limited(receive, limit: int, timeout_s: float, message: str | None = None):
     """`receive` that refuses more than `limit` body bytes, or a body not complete within `timeout_s`."""
     seen, done, deadline = 0, False, time.monotonic() + timeout_s
 
@@ -128,7 +132,7 @@ def _limited(receive, limit: int, timeout_s: float):
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise UploadTooLarge(limit)
+                raise UploadTooLarge(limit, message)
             done = not message.get("more_body", False)
         return message
 

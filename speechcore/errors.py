@@ -41,8 +41,8 @@ class AudioError(ApiError):
 
 
 class UploadTooLarge(ApiError):
-    def __init__(self, limit: int):
-        super().__init__(413, "file_too_large", f"Upload exceeds the limit of {limit} bytes.")
+    def __init__(self, limit: int, message: str | None = None):
+        super().__init__(413, "file_too_large", message or f"Upload exceeds the limit of {limit} bytes.")
 
 
 class Unavailable(ApiError):

@@ -61,6 +61,31 @@ class Settings(BaseSettings):
     llm_max_tokens: int = 512
     """Answer length when a chat request names neither `max_tokens` nor `max_completion_tokens`."""
 
+    # --- diarization and the job service (/api/*, /transcribe-with-property) ---
+    database_url: str | None = None
+    """Job store: `sqlite:///path` or `postgresql+psycopg://user@host/db`; default SQLite in data_dir."""
+    storage_dir: Path | None = None
+    """Uploaded audio, speaker embeddings and the cohort (default data_dir/jobs); a cluster shares it."""
+    job_max_upload_bytes: int = Field(2 * 1024**3, validation_alias=AliasChoices(
+        "SPEECH_JOB_MAX_UPLOAD_BYTES", "MAX_UPLOAD_BYTES", "job_max_upload_bytes"))
+    """Upload limit of POST /api/transcribe only (the global limit does not apply there)."""
+    job_body_timeout_s: float = 3600.0
+    """The body deadline of POST /api/transcribe (large recordings take a while to upload)."""
+    ffmpeg_timeout_sec: float = Field(1800.0, validation_alias=AliasChoices(
+        "SPEECH_FFMPEG_TIMEOUT_SEC", "FFMPEG_TIMEOUT_SEC", "ffmpeg_timeout_sec"))
+    """Decoding an upload longer than this fails the job (504 on /transcribe-with-property)."""
+    job_workers: int = 1
+    """Jobs one ingress replica runs at once (the rest wait queued)."""
+    denoise_model: str = Field("none", validation_alias=AliasChoices(
+        "SPEECH_DENOISE_MODEL", "DENOISE_MODEL", "denoise_model"))
+    denoise_snr_threshold: float = Field(10.0, validation_alias=AliasChoices(
+        "SPEECH_DENOISE_SNR_THRESHOLD", "DENOISE_SNR_THRESHOLD", "denoise_snr_threshold"))
+    voiceprint_threshold: float = Field(0.75, validation_alias=AliasChoices(
+        "SPEECH_VOICEPRINT_THRESHOLD", "VOICEPRINT_THRESHOLD", "voiceprint_threshold"))
+    diarization_pipeline: str | None = None
+    """GPU profile: a local pyannote.audio pipeline (directory or config.yaml) used instead of the
+    window-embedding clustering; needs pyannote.audio installed (imported only when set)."""
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -28,6 +28,9 @@ class EmbedderOptions(BackendOptions):
     as_norm_threshold: float = 2.4
     min_cohort: int = 10
     as_norm_top_n: int = 200
+    diarization_threshold: float = 0.3
+    """Average-linkage cosine distance at which diarization stops merging clusters (per model:
+    tuned on fixtures by bench/diarization.py)."""
 
 
 class BackendSpec(BaseModel):

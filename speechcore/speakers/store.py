@@ -176,6 +176,14 @@ class VoiceprintStore:
             shutil.rmtree(self.audio_root / speaker_id, ignore_errors=True)
         return gone
 
+    def rename(self, speaker_id: str, name: str) -> bool:
+        """Give the speaker a new name (its samples stay); False for an unknown id."""
+        check_speaker_id(speaker_id)
+        name = check_name(name)
+        with self._write() as db:
+            return db.execute("UPDATE speakers SET name=?, updated_at=? WHERE id=?",
+                              (name, time.time(), speaker_id)).rowcount > 0
+
     def add_cohort(self, model: str, embeddings: list[np.ndarray], source: str = "") -> int:
         with self._write() as db:
             db.executemany("INSERT INTO cohort (model, embedding, source) VALUES (?, ?, ?)",
