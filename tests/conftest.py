@@ -15,6 +15,8 @@ os.environ["SPEECH_DATA_DIR"] = tempfile.mkdtemp(prefix="speech-test-data-")
 atexit.register(shutil.rmtree, os.environ["SPEECH_DATA_DIR"], True)
 # A short body deadline so the slow-client tests (tests/test_hostile.py) wait seconds, not a minute.
 os.environ.setdefault("SPEECH_BODY_TIMEOUT_S", "10")
+# The job API's own upload limit (MAX_UPLOAD_BYTES), small so tests/test_jobs_api.py can cross it.
+os.environ.setdefault("SPEECH_JOB_MAX_UPLOAD_BYTES", str(3 * 1024 * 1024))
 
 from graphs import launch
 

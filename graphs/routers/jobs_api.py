@@ -32,7 +32,7 @@ UPLOAD_LIMITS["/api/transcribe"] = lambda: (get_settings().job_max_upload_bytes,
                                             upload_limit_message(get_settings().job_max_upload_bytes))
 
 
-def jobs(svc: Services = Depends(services)) -> JobService:
+async def jobs(svc: Services = Depends(services)) -> JobService:
     return service_module.service(svc)
 
 
