@@ -81,11 +81,12 @@ class JobStore:
         self._migrate()
 
     def _migrate(self) -> None:
-        try:
-            metadata.create_all(self.engine, checkfirst=True)
-        except sa.exc.DBAPIError:       # another process created the tables at the same moment
-            metadata.create_all(self.engine, checkfirst=True)
-        with self._tx() as db:
+        with self._guard():
+            try:
+                metadata.create_all(self.engine, checkfirst=True)
+            except sa.exc.DBAPIError:       # another process created the tables at the same moment
+                metadata.create_all(self.engine, checkfirst=True)
+        with self._guard(), self._tx() as db:
             version = db.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
             if version is None:
                 db.execute(schema_version.insert().values(version=SCHEMA_VERSION))
