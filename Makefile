@@ -8,7 +8,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 # llama.cpp's default native build crashes on CPUs with AVX-512/AMX; build portable.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
-SYSTEM_PACKAGES := espeak-ng pocketsphinx-testdata alsa-utils festival
+SYSTEM_PACKAGES := espeak-ng pocketsphinx-testdata alsa-utils festival postgresql
 CONFIG ?= configs/serve_cpu.yaml
 
 .PHONY: run test install system deps models fixtures bench bench-startup bench-transcription bench-admission clean train-anti-spoof eval-speakers cohort
