@@ -37,7 +37,7 @@ from speechcore.vad import RegionOptions, speech_regions  # noqa: E402
 from tests.mixes import two_speaker_mix  # noqa: E402
 from tests.speech import CALL  # noqa: E402
 
-JOBS = 4
+JOBS = 3
 
 
 def der_table() -> np.ndarray:

@@ -41,10 +41,12 @@ def params_for(svc: Services, min_speakers: int = 0, max_speakers: int = 0) -> D
 
 
 async def transcribe_diarized(svc: Services, audio: np.ndarray, language: str | None,
-                              params: DiarizationParams) -> Diarized:
+                              params: DiarizationParams, patient: bool = False) -> Diarized:
+    """`patient`: a background job, which waits for a full ASR lane instead of failing (429)."""
     options = TranscribeOptions(language=language, word_timestamps=True)
     (transcript, _), diarization = await asyncio.gather(
-        transcription.transcribe(svc, audio, None, options, sentences=True), who_spoke_when(svc, audio, params))
+        transcription.transcribe(svc, audio, None, options, sentences=True, patient=patient),
+        who_spoke_when(svc, audio, params))
     return Diarized(transcript, diarization, dialogues(transcript.segments, diarization.turns))
 
 

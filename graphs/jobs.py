@@ -185,7 +185,8 @@ class JobService:
             audio = await asyncio.to_thread(denoise, audio, effective["denoise_model"])
         await self._step(job_id, "transcribing", 0.25)
         diarized = await transcribe_diarized(self.svc, audio, params.language,
-                                             params_for(self.svc, params.min_speakers, params.max_speakers))
+                                             params_for(self.svc, params.min_speakers, params.max_speakers),
+                                             patient=True)
         await self._step(job_id, "identifying", 0.85)
         result = await asyncio.to_thread(self.build_result, job, diarized, effective)
         await asyncio.to_thread(self.db.complete, job_id, result)

@@ -20,15 +20,17 @@ from speechcore.errors import ApiError
 from speechcore.languages import normalize_language
 from speechcore.pipelines.segments import sentence_segments
 from speechcore.pipelines.transcription import asr_requests, merge_transcripts, plan_transcription, speech_sample
-from speechcore.schemas import Transcript, TranscribeOptions
+from speechcore.schemas import ASRRequest, Transcript, TranscribeOptions
 
 
 async def transcribe(svc: Services, audio: np.ndarray, model: str | None, options: TranscribeOptions,
-                     sentences: bool = False) -> tuple[Transcript, float]:
+                     sentences: bool = False, patient: bool = False) -> tuple[Transcript, float]:
     """(transcript, processing seconds). Silence yields an empty transcript (no segments).
 
     `sentences`: segments cut at sentence punctuation by word timestamps (for
     subtitles and verbose listings) rather than one per decode chunk.
+    `patient` (background jobs): requests go one at a time and wait out a full
+    bulk lane (429) instead of failing, so a long file never exceeds admission.
     """
     started = time.perf_counter()
     asr = svc.asr(model)
@@ -39,7 +41,8 @@ async def transcribe(svc: Services, audio: np.ndarray, model: str | None, option
     decode = replace(options, word_timestamps=options.word_timestamps or sentences)
     if len(plan) > 1 and not decode.language:   # one language for the whole recording, detected once
         decode.language, _ = await asr.detect_language(speech_sample(audio, plan))
-    parts = await _all([asr.transcribe(replace(r, lane="bulk")) for r in asr_requests(audio, plan, decode)])
+    requests = [replace(r, lane="bulk") for r in asr_requests(audio, plan, decode)]
+    parts = await (_in_turn(asr, requests) if patient else _all([asr.transcribe(r) for r in requests]))
     transcript = merge_transcripts(plan, parts, len(audio) / SAMPLE_RATE, options, name)
     if sentences:
         transcript.segments = sentence_segments(transcript.segments)
@@ -57,6 +60,21 @@ async def _all(calls: list[Coroutine[Any, Any, Transcript]]) -> list[Transcript]
         for t in tasks:
             t.cancel()
         raise
+
+
+async def _in_turn(asr: ASR, requests: list[ASRRequest]) -> list[Transcript]:
+    """Each request after the previous one, retrying a refusal of a full lane after its Retry-After."""
+    out = []
+    for request in requests:
+        while True:
+            try:
+                out.append(await asr.transcribe(request))
+                break
+            except ApiError as err:
+                if err.status != 429:
+                    raise
+                await asyncio.sleep(min(err.retry_after_s or 5.0, 30.0))
+    return out
 
 
 async def check_model_supports(asr: ASR, name: str, options: TranscribeOptions) -> None:

@@ -100,3 +100,46 @@ def test_built_mix_turns_and_bounds():
     assert all(d.speaker_at(t.start, t.end, found.turns) == first for t in ref if t.speaker == "A")
     assert len(run(audio, replace(PARAMS, max_speakers=1)).speakers) == 1
     assert len(run(audio, replace(PARAMS, min_speakers=3)).speakers) == 3
+
+
+def test_pyannote_adapter_renumbers_labels_and_marks_overlap(monkeypatch):
+    """The GPU-profile adapter's glue, with a stand-in for pyannote.audio's Pipeline (the real one
+    needs torchaudio, which the CPU install cannot import; not run here)."""
+    import sys
+    import types
+
+    class Seg:
+        def __init__(self, start, end):
+            self.start, self.end = start, end
+
+    class Annotation:
+        def itertracks(self, yield_label):
+            return iter([(Seg(0.0, 2.0), "A", "spk7"), (Seg(1.5, 3.0), "B", "spk2"), (Seg(3.0, 4.0), "C", "spk7")])
+
+        def get_overlap(self):
+            return [Seg(1.5, 2.0)]
+
+    calls = {}
+
+    class Pipeline:
+        @staticmethod
+        def from_pretrained(path):
+            calls["path"] = path
+            return Pipeline()
+
+        def __call__(self, audio, **bounds):
+            calls["bounds"], calls["shape"] = bounds, tuple(audio["waveform"].shape)
+            return Annotation()
+
+    audio_mod = types.ModuleType("pyannote.audio")
+    audio_mod.Pipeline = Pipeline
+    monkeypatch.setitem(sys.modules, "pyannote", types.ModuleType("pyannote"))
+    monkeypatch.setitem(sys.modules, "pyannote.audio", audio_mod)
+    from speechcore.backends.pyannote_diarization import PyannoteDiarization
+
+    turns, overlaps = PyannoteDiarization("/models/pipeline", device="cpu")(
+        np.zeros(64000, np.float32), replace(PARAMS, max_speakers=2))
+    assert calls == {"path": "/models/pipeline", "bounds": {"max_speakers": 2}, "shape": (1, 64000)}
+    assert [(t.speaker, t.overlap) for t in turns] == [("SPEAKER_00", True), ("SPEAKER_01", True),
+                                                       ("SPEAKER_00", False)]
+    assert overlaps == [(1.5, 2.0)]

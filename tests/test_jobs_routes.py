@@ -116,3 +116,25 @@ def test_silence_completes_with_no_speakers_warning(client):
     result = body["result"]
     assert result["warning"] == "no_speakers_detected" and result["segments"] == [] and result["speaker_map"] == {}
     assert result["params"]["language"] == "auto" and "no_repeat_ngram_size" not in result["params"]
+
+
+def test_patient_transcription_waits_out_a_full_lane():
+    """Jobs send their ASR requests in turn and retry a 429 after its Retry-After (a 10 min file is
+    more bulk audio than the lane admits at once)."""
+    import asyncio
+
+    from graphs.transcription import _in_turn
+    from speechcore.batching import Overloaded
+
+    class Lane:
+        calls: list[str] = []
+
+        async def transcribe(self, request):
+            self.calls.append(request)
+            if len(self.calls) == 2:
+                raise Overloaded("bulk", 0.01)
+            return f"t{request}"
+
+    lane = Lane()
+    assert asyncio.run(_in_turn(lane, ["a", "b", "c"])) == ["ta", "tb", "tc"]
+    assert lane.calls == ["a", "b", "b", "c"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import time
 from typing import Any
 
 import numpy as np
@@ -177,7 +179,7 @@ async def enroll(tr_id: str = Form(..., pattern=results.JOB_ID), speaker_label: 
     speaker, _ = await asyncio.to_thread(lambda: js.voices.add_sample(
         family=target.family if target else "voice", model=js.model, embedding=embedding.astype(np.float32),
         audio=None, name=target.name if target else name, speaker_id=target.id if target else None))
-    js.enrolled_at = __import__("time").time()
+    js.enrolled_at = time.time()
     return {"action": "updated" if target else "created", "speaker_id": public_id(speaker.id)}
 
 
@@ -208,8 +210,6 @@ async def _result(js: JobService, job_id: str) -> dict[str, Any]:
 
 async def _voiceprint(js: JobService, public: str | None) -> Speaker | None:
     """The voiceprint behind a `spk_<uuid>` id (None when unknown or not such an id)."""
-    import re
-
     sid = store_id(public or "")
     if not re.match(UUID_PATTERN, sid):
         return None
