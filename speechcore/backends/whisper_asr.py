@@ -154,7 +154,9 @@ class FasterWhisperASR:
                                           stopped):
                 if not first and _likely_silence(seg):
                     continue
-                k = max(0, int(np.searchsorted(starts, seg.start + 1e-3, side="right")) - 1)
+                # by the segment's middle: Whisper's times are on a 20 ms grid, so a clip's first segment
+                # can start a little before the clip does and would be given to the previous request
+                k = max(0, int(np.searchsorted(starts, (seg.start + seg.end) / 2, side="right")) - 1)
                 ri, src_start, joined_start = owners[k]
                 out[ri].append(_segment(0, seg, src_start - joined_start))
                 covered[k] = max(covered.get(k, clips[k]["start"]), seg.end)

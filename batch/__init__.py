@@ -1,0 +1,1 @@
+"""Offline batch transcription on Ray Data (`python -m batch.transcribe INPUT OUTPUT.parquet`)."""
