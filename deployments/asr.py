@@ -16,6 +16,7 @@ from typing import Any
 from ray import serve
 
 from deployments.base import ModelDeployment
+from graphs.metrics import batch_observer, replica_deployment
 from speechcore.backends.protocols import Transcriber
 from speechcore.batching import (BatchConfig, DrainBatcher, Overloaded, Stopped, audio_seconds, join_transcripts,
                                  split_request)
@@ -30,7 +31,7 @@ class ASRDeployment(ModelDeployment):
 
     def __init__(self, spec: dict[str, Any]):
         super().__init__(spec)
-        self.batcher: DrainBatcher[ASRRequest, Transcript] = DrainBatcher(self._decode)
+        self.batcher: DrainBatcher[ASRRequest, Transcript] = DrainBatcher(self._decode, on_batch=batch_observer(replica_deployment()))
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         self.batcher.configure(BatchConfig.model_validate(config))

@@ -7,6 +7,7 @@ import threading
 from dataclasses import asdict
 from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
 
+from graphs.metrics import ModelTimer
 from speechcore.backends import load_backend
 from speechcore.settings import get_settings
 from speechcore.spec import BackendSpec
@@ -27,8 +28,9 @@ class ModelDeployment:
 
     @staticmethod
     async def run(fn: Callable[..., T], *args: Any) -> T:
-        """Model work off the replica's event loop, so health checks and batching keep going."""
-        return await asyncio.to_thread(fn, *args)
+        """Model work off the replica's event loop, so health checks and batching keep going (timed: metrics)."""
+        with ModelTimer(getattr(fn, "__name__", "call")):
+            return await asyncio.to_thread(fn, *args)
 
 
 _END = object()

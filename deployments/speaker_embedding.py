@@ -10,6 +10,7 @@ import numpy as np
 from ray import serve
 
 from deployments.base import ModelDeployment
+from graphs.metrics import batch_observer, replica_deployment
 from speechcore.audio import SAMPLE_RATE
 from speechcore.backends.protocols import Embedder
 from speechcore.batching import BatchConfig, DrainBatcher, Stopped
@@ -23,7 +24,7 @@ class SpeakerEmbeddingDeployment(ModelDeployment):
 
     def __init__(self, spec: dict[str, Any]):
         super().__init__(spec)
-        self.batcher: DrainBatcher[np.ndarray, np.ndarray] = DrainBatcher(self._embed)
+        self.batcher: DrainBatcher[np.ndarray, np.ndarray] = DrainBatcher(self._embed, on_batch=batch_observer(replica_deployment()))
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         self.batcher.configure(BatchConfig.model_validate(config))

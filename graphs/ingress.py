@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from ray import serve
 
-from graphs import middleware, routers
+from graphs import metrics, middleware, routers
 from graphs.readiness import Readiness
 from graphs.routers import gateway_speech, gateway_stream, health, openai_audio, openai_chat, platform_asr, stream_vad
 from graphs.routers import jobs_api, property, webui
@@ -21,6 +21,7 @@ from speechcore.spec import GraphSpec
 app = FastAPI(title="Speech server", version="0.1.0",
               description="ASR, VAD, speakers, TTS and voice chat on Ray Serve.")
 middleware.install(app)
+app.add_middleware(metrics.RequestMetrics)   # outermost: times everything, refusals included
 app.include_router(health.router)
 app.include_router(platform_asr.router)
 app.include_router(gateway_speech.router)

@@ -27,6 +27,7 @@ from typing import Any, Awaitable, Callable, Mapping, Protocol
 from fastapi import WebSocket
 from pydantic import TypeAdapter, ValidationError
 
+from graphs.metrics import SessionClock, record
 from speechcore.errors import ApiError
 from speechcore.sessions.events import EndOfInput, Error, Event, StreamError, error_event
 from speechcore.settings import get_settings
@@ -91,6 +92,7 @@ class WebSocketRunner:
         self.ws, self.serializer, self.make_session = ws, serializer, make_session
         self.settings = get_settings()
         self.stats = Stats.of(serializer.family)
+        self.clock = SessionClock(serializer.family)   # end-of-turn / voice-to-voice latency metrics
         self.idle_timeout = self.settings.stream_idle_timeout_s
         self._send_lock = asyncio.Lock()
         self._open = False
@@ -106,6 +108,7 @@ class WebSocketRunner:
             return
         self.stats.open += 1
         self.stats.opened += 1
+        record("sessions", self.stats.open, family=self.serializer.family)
         try:
             query = dict(self.ws.query_params)
             self.idle_timeout = self._idle_timeout(query)
@@ -122,6 +125,7 @@ class WebSocketRunner:
             # await, and let its clean-up finish even then (shielded), so no task or slot is left behind.
             self._open = False
             self.stats.open -= 1
+            record("sessions", self.stats.open, family=self.serializer.family)
             if self.session is not None:
                 await asyncio.shield(self.session.close())
 
@@ -139,6 +143,7 @@ class WebSocketRunner:
                 else:
                     await self.ws.send_json(message)
                 self.stats.messages_out += 1
+                self.clock.observe(event)
             except Exception:  # the client went away mid-send
                 self._open = False
 
@@ -160,6 +165,7 @@ class WebSocketRunner:
                     if isinstance(event, EndOfInput):
                         await self._finish(1000, "end of stream")
                         return
+                    self.clock.observe(event)
                     await self._session.handle(event)
             except ApiError as err:
                 if getattr(err, "close_code", None):

@@ -93,6 +93,8 @@ class _Item(Generic[T, R]):
     value: T
     cost: float
     future: asyncio.Future[R]
+    lane: Lane = "interactive"
+    queued_at: float = field(default_factory=time.perf_counter)
 
 
 @dataclass
@@ -113,9 +115,20 @@ class _Lane(Generic[T, R]):
         return sum(i.cost for i in self.items if not i.future.done())
 
 
+@dataclass(frozen=True)
+class BatchReport:
+    """One batch that ran: its lane, each item's wait in the queue, its total cost (audio seconds), run time."""
+    lane: Lane
+    waits_s: list[float]
+    cost: float
+    run_s: float
+
+
 class DrainBatcher(Generic[T, R]):
-    def __init__(self, run: BatchFn[T, R], config: BatchConfig | None = None):
+    def __init__(self, run: BatchFn[T, R], config: BatchConfig | None = None,
+                 on_batch: Callable[[BatchReport], None] | None = None):
         self._run = run
+        self.on_batch = on_batch   # told about every batch run (metrics)
         self.config = config or BatchConfig.model_validate({})
         self._lanes: dict[Lane, _Lane[T, R]] = {lane: _Lane() for lane in LANES}
         self._worker: asyncio.Task[None] | None = None
@@ -147,7 +160,7 @@ class DrainBatcher(Generic[T, R]):
     async def submit(self, item: T, cost: float = 1.0, lane: Lane = "interactive") -> R:
         """The item's result once its batch ran."""
         loop = asyncio.get_running_loop()
-        entry: _Item[T, R] = _Item(item, cost, loop.create_future())
+        entry: _Item[T, R] = _Item(item, cost, loop.create_future(), lane)
         self._lanes[lane].items.append(entry)
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._work())
@@ -178,7 +191,11 @@ class DrainBatcher(Generic[T, R]):
             self.batch_sizes = (self.batch_sizes + [len(batch)])[-100:]
             started = time.perf_counter()
             await self._run_batch(batch)
-            self._speed.update(sum(i.cost for i in batch), time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self._speed.update(sum(i.cost for i in batch), took)
+            if self.on_batch is not None:
+                self.on_batch(BatchReport(batch[0].lane, [started - i.queued_at for i in batch],
+                                          sum(i.cost for i in batch), took))
 
     async def _run_batch(self, batch: list[_Item[T, R]]) -> None:
         try:

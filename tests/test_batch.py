@@ -72,9 +72,11 @@ def test_batch_run_transcribes_recordings_keeps_going_past_a_bad_file_and_resume
     rows = {os.path.basename(r["path"]): r for r in pq.read_table(out).to_pylist()}
     assert set(rows) == {p.name for p in clips} | {"broken.wav"}
     assert rows["broken.wav"]["error"].startswith("invalid_audio_format") and rows["broken.wav"]["text"] is None
-    for p, ref in clips.items():
+    errors = sum(wer(ref, rows[p.name]["text"]) * len(ref.split()) for p, ref in clips.items())
+    assert errors / sum(len(ref.split()) for ref in clips.values()) < 0.15, [rows[p.name]["text"] for p in clips]
+    for p in clips:
         row = rows[p.name]
-        assert row["error"] is None and row["language"] == "en" and wer(ref, row["text"]) < 0.25, row["text"]
+        assert row["error"] is None and row["language"] == "en"
         words = [w for s in row["segments"] for w in s["words"]]
         assert abs(row["duration"] - 7.1) < 5 and words and all(w["start"] <= w["end"] for w in words)
         assert [s["id"] for s in row["segments"]] == list(range(len(row["segments"])))
