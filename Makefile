@@ -92,3 +92,25 @@ eval-speakers: install
 cohort: install
 	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq klettres-data asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 >/dev/null
 	$(PY) scripts/build_cohort.py --config $(CONFIG)
+
+# Scale and operations: batch transcription, load tests, cluster manifest, GPU image install.
+.PHONY: batch manifest install-gpu loadtest bench-batch
+INPUT ?= fixtures/librivox
+OUTPUT ?= transcripts.parquet
+batch: install
+	PYTHONPATH=$(CURDIR) $(PY) -m batch.transcribe "$(INPUT)" "$(OUTPUT)" --config $(CONFIG)
+
+bench-batch: install .stamp-test-deps
+	PYTHONPATH=$(CURDIR) $(PY) bench/batch.py
+
+# deploy/rayservice.yaml from its template and serve_config.yaml (tests fail while it is stale)
+manifest: deps
+	$(PY) deploy/build_manifest.py
+
+# The GPU profile's libraries on top of the CPU install (deploy/Dockerfile.gpu runs this).
+install-gpu: deps models
+	$(PIP) uninstall -y -q onnxruntime
+	$(PIP) install -q -r requirements-gpu.txt
+
+loadtest: install .stamp-test-deps
+	PYTHONPATH=$(CURDIR) $(PY) loadtest/run.py

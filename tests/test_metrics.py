@@ -91,7 +91,7 @@ def test_metrics_are_scraped_with_sane_values_after_real_requests(base_url):
     rtf = (_total(samples, "ray_speech_real_time_factor_sum", **asr)
            / _total(samples, "ray_speech_real_time_factor_count", **asr))
     assert 0.001 < rtf < 5
-    assert _total(samples, "ray_speech_batch_size_sum", **asr) >= _total(samples, "ray_speech_batch_size_count", **asr)
+    assert _total(samples, "ray_speech_batch_size_count", **asr) >= 1
     assert all(v >= 0 for _, v in samples["ray_speech_live_sessions"])
     eot_n = _total(samples, "ray_speech_end_of_turn_latency_seconds_count", family="platform")
     eot = _total(samples, "ray_speech_end_of_turn_latency_seconds_sum", family="platform") / eot_n
