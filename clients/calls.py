@@ -1,0 +1,184 @@
+"""The server's HTTP API as typed calls: one `Call` (request + parser) per endpoint, shared by the sync and
+async clients (`clients.speech`), so each endpoint is described once. No server code is imported."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+T = TypeVar("T")
+Audio = bytes | str | Path
+"""Audio to upload: the file's bytes or its path."""
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: int
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Transcription:
+    text: str
+    language: str
+    duration: float
+    segments: list[Segment]
+
+
+@dataclass(frozen=True)
+class Voice:
+    name: str
+    language: str
+    gender: str | None
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class SpeakerDecision:
+    """`/identify` and `/verify`: accepted when `confidence` reaches `threshold`."""
+    accepted: bool
+    speaker: str | None
+    confidence: float
+    threshold: float
+
+
+@dataclass(frozen=True)
+class SpoofResult:
+    file: str
+    result: str              # real, fake or not_speech
+    is_real: bool
+    score: float
+
+
+class SpeechError(Exception):
+    """An error answer, read from whichever family shape the endpoint uses."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after_s: float | None = None):
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message, self.retry_after_s = status, code, message, retry_after_s
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    checked: bool = True
+    """False: the parser reads error statuses itself (readiness)."""
+
+
+def check(r: httpx.Response) -> httpx.Response:
+    """The response, or SpeechError with the server's code and message (OpenAI, gateway or detail shape)."""
+    if r.is_success:
+        return r
+    try:
+        body = r.json()
+    except ValueError:
+        body = {}
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        code, message = str(err.get("code") or err.get("type") or r.status_code), str(err.get("message", ""))
+    else:
+        detail = body.get("detail", r.text) if isinstance(body, dict) else r.text
+        code, message = "error", detail if isinstance(detail, str) else str(detail)
+    retry = r.headers.get("Retry-After")
+    raise SpeechError(r.status_code, code, message, float(retry) if retry and retry.isdigit() else None)
+
+
+def _file(audio: Audio) -> tuple[str, bytes]:
+    if isinstance(audio, (str, Path)):
+        return Path(audio).name, Path(audio).read_bytes()
+    return "audio.wav", audio
+
+
+def _transcription(r: httpx.Response) -> Transcription:
+    b = r.json()
+    return Transcription(b["text"], b.get("language", ""), float(b.get("duration", 0.0)), [
+        Segment(int(s["id"]), float(s["start"]), float(s["end"]), s["text"].strip(),
+                [Word(w["word"].strip(), w["start"], w["end"], w.get("probability", 0.0)) for w in s.get("words") or []])
+        for s in b.get("segments", [])])
+
+
+def transcribe(audio: Audio, model: str = "whisper-1", language: str | None = None, words: bool = False,
+               translate: bool = False, prompt: str | None = None) -> Call[Transcription]:
+    """OpenAI-compatible transcription (verbose_json: sentence segments; `words`: word timings too)."""
+    data: dict[str, Any] = {"model": model, "response_format": "verbose_json",
+                            "timestamp_granularities[]": ["segment", "word"] if words else ["segment"]}
+    data.update({k: v for k, v in {"language": language, "prompt": prompt}.items() if v})
+    path = "/v1/audio/translations" if translate else "/v1/audio/transcriptions"
+    return Call("POST", path, _transcription, {"files": {"file": _file(audio)}, "data": data})
+
+
+def models() -> Call[list[str]]:
+    return Call("GET", "/v1/models", lambda r: [m["id"] for m in r.json()["data"]])
+
+
+def speech(text: str, voice: str | None = None, speed: float = 1.0, fmt: str = "wav") -> Call[bytes]:
+    """Text to speech (gateway family): the whole audio body; `SpeechClient.stream_speech` streams it."""
+    body = {"text": text, "speed": speed, "format": fmt, **({"voice": voice} if voice else {})}
+    return Call("POST", "/v1/speech/synthesize", lambda r: r.content, {"json": body})
+
+
+def voices(language: str | None = None) -> Call[list[Voice]]:
+    params = {"language": language} if language else {}
+    return Call("GET", "/v1/speech/voices", lambda r: [
+        Voice(v["name"], v.get("language", ""), v.get("gender"), int(v.get("sample_rate", 0)))
+        for v in r.json()["voices"]], {"params": params})
+
+
+def speakers() -> Call[list[str]]:
+    return Call("GET", "/speakers", lambda r: list(r.json()["speakers"]))
+
+
+def enroll(name: str, audio: Audio) -> Call[int]:
+    """Adds a sample to `name`'s voiceprint; returns the embedding size."""
+    return Call("POST", f"/speakers/{quote(name, safe='')}/enroll",
+                lambda r: int(r.json()["embedding_size"]), {"files": {"file": _file(audio)}})
+
+
+def delete_speaker(name: str) -> Call[None]:
+    return Call("DELETE", f"/speakers/{quote(name, safe='')}", lambda r: None)
+
+
+def _decision(key: str) -> Callable[[httpx.Response], SpeakerDecision]:
+    def parse(r: httpx.Response) -> SpeakerDecision:
+        b = r.json()
+        return SpeakerDecision(bool(b[key]), b.get("speaker"), float(b["confidence"]), float(b["threshold"]))
+    return parse
+
+
+def identify(audio: Audio) -> Call[SpeakerDecision]:
+    return Call("POST", "/identify", _decision("identified"), {"files": {"file": _file(audio)}})
+
+
+def verify(name: str, audio: Audio) -> Call[SpeakerDecision]:
+    return Call("POST", "/verify", _decision("verified"), {"params": {"name": name}, "files": {"file": _file(audio)}})
+
+
+def anti_spoof(files: list[Audio], mode: str = "bank_flex") -> Call[list[SpoofResult]]:
+    return Call("POST", "/voice/anti-spoof", lambda r: [
+        SpoofResult(x["file"], x["result"], bool(x["is_real"]), float(x["score"])) for x in r.json()["results"]],
+        {"files": [("files", _file(f)) for f in files], "data": {"mode": mode}})
+
+
+def voice_profile(audio: Audio) -> Call[dict[str, Any]]:
+    return Call("POST", "/voice/profile", lambda r: dict(r.json()["properties"]), {"files": {"file": _file(audio)}})
+
+
+def ready() -> Call[bool]:
+    return Call("GET", "/readyz", lambda r: r.status_code == 200, checked=False)
