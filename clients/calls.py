@@ -84,7 +84,7 @@ class Call(Generic[T]):
 
 def check(r: httpx.Response) -> httpx.Response:
     """The response, or SpeechError with the server's code and message (OpenAI, gateway or detail shape)."""
-    if r.is_success:
+    if 200 <= r.status_code < 300:    # (not `is_success`: Locust hands in a `requests` response)
         return r
     try:
         body = r.json()

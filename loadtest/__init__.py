@@ -1,0 +1,1 @@
+"""Load tests: Locust file for the HTTP families, async generators for HTTP (open loop) and live WebSockets."""
