@@ -180,5 +180,14 @@ def voice_profile(audio: Audio) -> Call[dict[str, Any]]:
     return Call("POST", "/voice/profile", lambda r: dict(r.json()["properties"]), {"files": {"file": _file(audio)}})
 
 
+def chat(messages: list[dict[str, str]], model: str, max_tokens: int | None = None,
+         temperature: float | None = None) -> Call[str]:
+    """OpenAI-compatible chat completion (not streamed): the assistant's text."""
+    body: dict[str, Any] = {"model": model, "messages": messages}
+    body.update({k: v for k, v in {"max_tokens": max_tokens, "temperature": temperature}.items() if v is not None})
+    return Call("POST", "/v1/chat/completions", lambda r: str(r.json()["choices"][0]["message"]["content"]),
+                {"json": body})
+
+
 def ready() -> Call[bool]:
     return Call("GET", "/readyz", lambda r: r.status_code == 200, checked=False)

@@ -5,6 +5,7 @@
         t = c.transcribe("call.wav", words=True)            # Transcription(text, language, segments[words])
         wav = c.speech("Hello there")                        # bytes; c.stream_speech(...) yields chunks
         c.enroll("alice", "alice.wav"); c.identify("who.wav")
+        c.chat([{"role": "user", "content": "Hi"}], model="smollm2-135m")
         finals = [e.text for e in c.live(audio) if e.is_final]   # audio: float32 16 kHz numpy array
 
 Each endpoint is one typed `Call` in `clients.calls`; both clients run the same
@@ -94,6 +95,9 @@ class AsyncSpeechClient(_Config):
 
     async def voice_profile(self, audio: Audio) -> dict[str, Any]:
         return await self.run(calls.voice_profile(audio))
+
+    async def chat(self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None) -> str:
+        return await self.run(calls.chat(messages, model, max_tokens))
 
     async def ready(self) -> bool:
         return await self.run(calls.ready())
@@ -189,6 +193,9 @@ class SpeechClient(_Config):
 
     def voice_profile(self, audio: Audio) -> dict[str, Any]:
         return self.run(calls.voice_profile(audio))
+
+    def chat(self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None) -> str:
+        return self.run(calls.chat(messages, model, max_tokens))
 
     def ready(self) -> bool:
         return self.run(calls.ready())

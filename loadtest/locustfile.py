@@ -34,6 +34,7 @@ class SpeechUser(HttpUser):
         self.call(calls.enroll("locust-reader", CLIPS[2]), "enroll")
         paths = self.client.get("/openapi.json").json().get("paths", {})
         self.has_chat = "/v1/chat/completions" in paths
+        self.llm = os.environ.get("SPEECH_LOADTEST_LLM", "smollm2-135m")
 
     def call(self, c: Call, name: str) -> None:
         with self.client.request(c.method, c.path, name=name, catch_response=True, **c.kwargs) as r:
@@ -58,7 +59,4 @@ class SpeechUser(HttpUser):
     @task(2)
     def chat(self) -> None:
         if self.has_chat:
-            body = {"model": "default", "messages": [{"role": "user", "content": "Say hello in five words."}],
-                    "max_tokens": 24}
-            with self.client.post("/v1/chat/completions", json=body, name="chat", catch_response=True) as r:
-                r.success() if r.ok and r.json().get("choices") else r.failure(str(r.status_code))
+            self.call(calls.chat([{"role": "user", "content": "Say hello in five words."}], self.llm, 24), "chat")

@@ -39,6 +39,9 @@ def families() -> dict[str, tuple[CallFactory, float, list[float], str]]:
                 "one 13-word sentence, POST /v1/speech/synthesize (Piper)"),
         "speaker verification": (lambda i: calls.verify("loadtest-reader", short), 1.0, [0.5, 1, 2, 3, 4],
                                  "3 s clip, POST /verify (Resemblyzer)"),
+        "chat": (lambda i: calls.chat([{"role": "user", "content": f"Give me one tip for a calm day ({i})."}],
+                                      "smollm2-135m", max_tokens=32), 3.0, [0.5, 1, 2, 3, 4],
+                 "up to 32 tokens, POST /v1/chat/completions (SmolLM2-135M)"),
     }
 
 

@@ -71,6 +71,14 @@ def test_voice_endpoints(client):
     assert "gender" in client.voice_profile(CALL)
 
 
+def test_chat(client):
+    text = client.chat([{"role": "user", "content": "What is the capital of France?"}], "smollm2-135m", 24)
+    assert text.strip()
+    with pytest.raises(SpeechError) as err:
+        client.chat([{"role": "user", "content": "Hi"}], "gpt-nonexistent")
+    assert err.value.status == 404 and err.value.code == "model_not_found"
+
+
 @pytest.mark.parametrize("protocol", ["platform", "gateway"])
 def test_live_transcription_both_protocols(client, protocol):
     path, ref = CLIPS[0]
