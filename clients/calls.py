@@ -19,7 +19,7 @@ class Word:
     word: str
     start: float
     end: float
-    probability: float
+    probability: float | None = None
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,10 @@ class Segment:
 @dataclass(frozen=True)
 class Transcription:
     text: str
-    language: str
+    language: str              # as the endpoint names it (OpenAI: "english")
     duration: float
     segments: list[Segment]
+    words: list[Word] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -107,11 +108,13 @@ def _file(audio: Audio) -> tuple[str, bytes]:
 
 
 def _transcription(r: httpx.Response) -> Transcription:
+    """OpenAI's verbose_json: `words` is one top-level list; each segment gets the words inside it too."""
     b = r.json()
+    words = [Word(w["word"].strip(), float(w["start"]), float(w["end"]), w.get("probability")) for w in b.get("words", [])]
     return Transcription(b["text"], b.get("language", ""), float(b.get("duration", 0.0)), [
         Segment(int(s["id"]), float(s["start"]), float(s["end"]), s["text"].strip(),
-                [Word(w["word"].strip(), w["start"], w["end"], w.get("probability", 0.0)) for w in s.get("words") or []])
-        for s in b.get("segments", [])])
+                [w for w in words if s["start"] <= (w.start + w.end) / 2 <= s["end"]])
+        for s in b.get("segments", [])], words)
 
 
 def transcribe(audio: Audio, model: str = "whisper-1", language: str | None = None, words: bool = False,

@@ -1,7 +1,7 @@
 """Load sweep on the CPU profile: each HTTP family at rising request rates (open loop), then live
 transcription at rising numbers of real-time streams; prints tables, writes loadtest/results/ (JSON and
 SVG plots). A level is sustained when p95 latency is under the family's target with 0 errors.
-Run: `make loadtest` (starts configs/serve_cpu.yaml on a private Ray instance; about 9 minutes),
+Run: `make loadtest` (starts configs/serve_cpu.yaml on a private Ray instance; about 7 minutes),
 or against a running server: `python loadtest/run.py --url http://host:8000`.
 """
 from __future__ import annotations
@@ -34,13 +34,13 @@ def families() -> dict[str, tuple[CallFactory, float, list[float], str]]:
     clip, short = CLIPS[0].read_bytes(), CLIPS[1].read_bytes()
     return {
         "transcription": (lambda i: calls.transcribe(clip, model="whisper-1", language="en"), 3.0,
-                          [0.1, 0.2, 0.4, 0.6, 0.8], "7.1 s clip, POST /v1/audio/transcriptions (whisper-base)"),
-        "tts": (lambda i: calls.speech(f"{SENTENCE} Reference {i}."), 1.5, [0.5, 1, 2, 3, 4],
+                          [0.2, 0.4, 0.6, 0.8], "7.1 s clip, POST /v1/audio/transcriptions (whisper-base)"),
+        "tts": (lambda i: calls.speech(f"{SENTENCE} Reference {i}."), 1.5, [1, 2, 3, 4],
                 "one 13-word sentence, POST /v1/speech/synthesize (Piper)"),
-        "speaker verification": (lambda i: calls.verify("loadtest-reader", short), 1.0, [0.5, 1, 2, 3, 4],
+        "speaker verification": (lambda i: calls.verify("loadtest-reader", short), 1.0, [1, 2, 3, 4],
                                  "3 s clip, POST /verify (Resemblyzer)"),
         "chat": (lambda i: calls.chat([{"role": "user", "content": f"Give me one tip for a calm day ({i})."}],
-                                      "smollm2-135m", max_tokens=32), 3.0, [0.5, 1, 2, 3, 4],
+                                      "smollm2-135m", max_tokens=32), 3.0, [1, 2, 3, 4],
                  "up to 32 tokens, POST /v1/chat/completions (SmolLM2-135M)"),
     }
 
@@ -105,8 +105,8 @@ def plots(http: dict[str, Any], ws: dict[str, Any]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--url", help="a running server (default: start the CPU profile privately)")
-    p.add_argument("--duration", type=float, default=20.0, help="seconds per HTTP rate level")
-    p.add_argument("--streams", default="1,2,3,4")
+    p.add_argument("--duration", type=float, default=15.0, help="seconds per HTTP rate level")
+    p.add_argument("--streams", default="1,2,3")
     p.add_argument("--ws-model", default="whisper-tiny.en")
     args = p.parse_args()
     url = args.url

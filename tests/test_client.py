@@ -25,9 +25,9 @@ def client(base_url):
 def test_transcribe_with_words_and_models(client):
     path, ref = CLIPS[0]
     t = client.transcribe(path, language="en", words=True)
-    assert wer(ref, t.text) < 0.1 and t.language == "en" and abs(t.duration - 7.1) < 0.2
+    assert wer(ref, t.text) < 0.1 and t.language == "english" and abs(t.duration - 7.1) < 0.2
     words = [w for s in t.segments for w in s.words]
-    assert words[0].word.lower().startswith("and") and all(w.start <= w.end for w in words)
+    assert words == t.words and words[0].word.lower() == "and" and all(w.start <= w.end for w in words)
     assert {"whisper-1", "whisper-base", "whisper-tiny.en"} <= set(client.models())
 
 

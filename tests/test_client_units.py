@@ -34,11 +34,14 @@ def test_transcribe_call_asks_for_sentences_and_words():
     c = calls.transcribe(b"RIFF", language="de", words=True, translate=True)
     assert (c.method, c.path) == ("POST", "/v1/audio/translations")
     assert c.kwargs["data"]["timestamp_granularities[]"] == ["segment", "word"] and c.kwargs["data"]["language"] == "de"
-    body = {"text": "Hi there.", "language": "en", "duration": 1.5, "segments": [
-        {"id": 0, "start": 0.1, "end": 1.2, "text": " Hi there.", "words": [
-            {"word": " Hi", "start": 0.1, "end": 0.4, "probability": 0.9}]}]}
+    body = {"text": "Hi there. Bye.", "language": "english", "duration": 2.5,
+            "segments": [{"id": 0, "start": 0.1, "end": 1.2, "text": " Hi there."},
+                         {"id": 1, "start": 1.5, "end": 2.0, "text": " Bye."}],
+            "words": [{"word": "Hi", "start": 0.1, "end": 0.4}, {"word": "there.", "start": 0.4, "end": 1.2},
+                      {"word": "Bye.", "start": 1.5, "end": 2.0}]}
     t = c.parse(httpx.Response(200, json=body))
-    assert t.segments[0].text == "Hi there." and t.segments[0].words[0].word == "Hi"
+    assert t.segments[0].text == "Hi there." and [w.word for w in t.segments[0].words] == ["Hi", "there."]
+    assert [w.word for w in t.segments[1].words] == ["Bye."] and len(t.words) == 3
     assert calls.enroll("a/b c", b"x").path == "/speakers/a%2Fb%20c/enroll"   # a name never adds path segments
 
 
