@@ -10,6 +10,7 @@ Tag values are bounded: routes are FastAPI's path templates, never raw paths.
 from __future__ import annotations
 
 import bisect
+import logging
 import time
 from functools import lru_cache
 from typing import Any, Callable
@@ -17,6 +18,7 @@ from typing import Any, Callable
 from speechcore.batching import BatchReport
 from speechcore.sessions.events import AudioIn, AudioOut, Event, Final
 
+log = logging.getLogger(__name__)
 SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]
 RATIOS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
 SIZES = [1, 2, 4, 8, 16, 32, 64, 128]
@@ -60,12 +62,15 @@ def record(name: str, value: float, **tags: str) -> None:
     if metrics is None:
         return
     metric = metrics[name]
-    if hasattr(metric, "observe"):
-        metric.observe(value, tags=tags)
-    elif hasattr(metric, "inc"):
-        metric.inc(value, tags=tags)
-    else:
-        metric.set(value, tags=tags)
+    try:
+        if hasattr(metric, "observe"):
+            metric.observe(value, tags=tags)
+        elif hasattr(metric, "inc"):
+            metric.inc(value, tags=tags)
+        else:
+            metric.set(value, tags=tags)
+    except Exception:   # a metric must never fail the request or the batch loop that records it
+        log.debug("metric %s not recorded", name, exc_info=True)
 
 
 def replica_deployment() -> str:
