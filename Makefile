@@ -19,7 +19,7 @@ CONFIG ?= configs/serve_cpu.yaml
 # a cluster starts Ray with `ray start` on each node and deploys with `serve deploy` instead.
 RAY_LOOPBACK_ONLY ?= 1
 run: install
-	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=$(if $(filter 1,$(RAY_LOOPBACK_ONLY)),0,1) .venv/bin/serve run $(CONFIG)
+	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=$(if $(filter 1,$(RAY_LOOPBACK_ONLY)),0,1) PYTHONPATH=$(CURDIR) $(PY) -m graphs.launch $(CONFIG)
 
 test: install .stamp-test-deps .stamp-nemo
 	bash scripts/test.sh

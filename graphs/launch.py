@@ -1,5 +1,6 @@
-"""Start a Serve config on a private Ray instance: what `serve run <config>` does,
-plus a chosen HTTP port and no dashboard. Used by the tests and benchmarks."""
+"""Start a Serve config on a private Ray instance: what `serve run <config>` does, plus a chosen HTTP port,
+the dashboard only when `SPEECH_DASHBOARD` is on, and a fixed metrics port when `SPEECH_METRICS_PORT` is set.
+Used by the tests and benchmarks, and by `make run` (`python -m graphs.launch CONFIG`)."""
 from __future__ import annotations
 
 import time
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from speechcore.settings import REPO_ROOT
+from speechcore.settings import REPO_ROOT, get_settings
 
 
 def load_config(path: str | Path, port: int | None = None, **app_overrides) -> dict:
@@ -28,8 +29,9 @@ def start(config: dict, num_cpus: int | None = None) -> None:
     from ray.serve.schema import ServeDeploySchema
 
     schema = ServeDeploySchema.model_validate(config)
-    ray.init(address="local", namespace="serve", include_dashboard=False, num_cpus=num_cpus,
-             logging_level="WARNING", configure_logging=True)
+    settings = get_settings()
+    ray.init(address="local", namespace="serve", include_dashboard=settings.dashboard, num_cpus=num_cpus,
+             logging_level="WARNING", configure_logging=True, _metrics_export_port=settings.metrics_port)
     client = api.serve_start(http_options=schema.http_options.model_dump(), proxy_location=schema.proxy_location,
                              grpc_options=gRPCOptions(**schema.grpc_options.model_dump()),
                              global_logging_config=schema.logging_config)
@@ -65,3 +67,30 @@ def stop() -> None:
 
     serve.shutdown()
     ray.shutdown()
+
+
+def main() -> None:
+    """Serve CONFIG (default: the CPU profile) until interrupted."""
+    import signal
+    import sys
+
+    config = load_config(sys.argv[1] if len(sys.argv) > 1 else "configs/serve_cpu.yaml")
+    port = config.get("http_options", {}).get("port", 8000)
+    start(config)
+    print(f"deploying; ready when http://127.0.0.1:{port}/readyz answers 200 (Ctrl-C stops)", flush=True)
+    stopped = False
+
+    def halt(*_: object) -> None:
+        nonlocal stopped
+        stopped = True
+    signal.signal(signal.SIGTERM, halt)
+    signal.signal(signal.SIGINT, halt)
+    try:
+        while not stopped:
+            time.sleep(0.5)
+    finally:
+        stop()
+
+
+if __name__ == "__main__":
+    main()

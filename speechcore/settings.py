@@ -86,6 +86,13 @@ class Settings(BaseSettings):
     """GPU profile: a local pyannote.audio pipeline (directory or config.yaml) used instead of the
     window-embedding clustering; needs pyannote.audio installed (imported only when set)."""
 
+    # -- scale and operations (issue 16) --
+    dashboard: bool = False
+    """`make run` / `python -m graphs.launch` start Ray's dashboard only when this is on (about 350 MiB)."""
+    metrics_port: int | None = None
+    """Port of the node's Prometheus metrics (`ray_speech_*`, `ray_serve_*`) for `graphs.launch`; Ray picks a
+    free one when unset (`ray.nodes()[0]["MetricsExportPort"]`)."""
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
