@@ -15,6 +15,8 @@ import time
 from functools import lru_cache
 from typing import Any, Callable
 
+import numpy as np
+
 from speechcore.batching import BatchReport
 from speechcore.sessions.events import AudioIn, AudioOut, Event, Final
 
@@ -156,9 +158,15 @@ class SessionClock:
         self.turn_voice_end: float | None = None
 
     def observe(self, event: Event, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
+        """Note one event going in or out; never raises into the session."""
+        try:
+            self._observe(event, time.monotonic() if now is None else now)
+        except Exception:
+            log.debug("session clock: %r not observed", type(event).__name__, exc_info=True)
+
+    def _observe(self, event: Event, now: float) -> None:
         if isinstance(event, AudioIn):
-            self.positions.append((self.positions[-1] if self.positions else 0) + len(event.audio))
+            self.positions.append((self.positions[-1] if self.positions else 0) + int(np.size(event.audio)))
             self.times.append(now)
             self._prune(now)
         elif isinstance(event, Final):
