@@ -79,8 +79,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     """Transcribe what is not yet in OUTPUT; returns counts for the summary line."""
     output = Path(args.output)
     if args.diarize:
-        raise SystemExit("--diarize: the diarization pipeline (speechcore/pipelines/diarization.py) "
-                         "has not landed yet; run without --diarize")
+        raise SystemExit("--diarize is not wired into the batch pipeline yet; run without it")
     plan = load_plan(Path(args.config), args.model)
     inputs = list_inputs(args.input)
     done = done_paths(output)
