@@ -1,10 +1,12 @@
 """LLM deployment (llama.cpp GGUF on CPU, vLLM on GPU); streams answer pieces.
 
-No lock here: the llama.cpp backend runs `contexts` requests at once from its own
-pool, and vLLM batches every request in flight.
+No lock: the llama.cpp backend runs `contexts` requests at once from its own pool
+(requests wait for a free context on this replica's event loop, so one abandoned
+while it waits costs no model work), and vLLM batches every request in flight.
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import AsyncIterator
 
@@ -18,12 +20,20 @@ from speechcore.schemas import ChatMessage, GenerationParams, Generated
 class LLMDeployment(ModelDeployment):
     role = "llm"
 
+    def __init__(self, spec: dict):
+        super().__init__(spec)
+        self._slots = asyncio.Semaphore(getattr(self.backend, "parallel", 1))
+
     async def generate(self, messages: list[ChatMessage], params: GenerationParams) -> AsyncIterator[Generated]:
         """Async generator of answer pieces; call with handle.options(stream=True)."""
         pieces = self.backend.generate(messages, params)
-        source = pieces if inspect.isasyncgen(pieces) else iterate_in_thread(pieces)
-        async for piece in source:
-            yield piece
+        if inspect.isasyncgen(pieces):
+            async for piece in pieces:
+                yield piece
+            return
+        async with self._slots:
+            async for piece in iterate_in_thread(pieces):
+                yield piece
 
     async def stream(self, messages: list[ChatMessage], max_tokens: int = 256,
                      temperature: float = 0.7) -> AsyncIterator[str]:

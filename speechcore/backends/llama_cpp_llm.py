@@ -41,8 +41,10 @@ class LlamaCppLLM:
         self.path = str(root if root.suffix == ".gguf" else next(root.glob("*.gguf")))
         self.opts = LlamaCppOptions.model_validate(spec.options)
         self.formatter = getattr(llama_chat_format, f"format_{self.opts.chat_format}")
+        self.parallel = max(1, self.opts.contexts)
+        """How many requests generate at once (callers may queue the rest themselves)."""
         self.pool: queue.Queue[Any] = queue.Queue()
-        for _ in range(max(1, self.opts.contexts)):
+        for _ in range(self.parallel):
             self.pool.put(Llama(model_path=self.path, n_ctx=self.opts.n_ctx, n_threads=self.opts.threads,
                                 verbose=False, seed=self.opts.seed))
 
