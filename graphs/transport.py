@@ -235,3 +235,10 @@ def base64_audio(value) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise StreamError("invalid_base64", f"audio_event.audio_base_64 is not valid base64: {exc}.") from exc
+
+
+def platform_audio(event: Any) -> bytes:
+    """The PCM bytes of a platform `audio_event` (`{"audio_base_64": <base64 int16>}`)."""
+    if not isinstance(event, dict) or "audio_base_64" not in event:
+        raise StreamError("invalid_audio_event", "audio_event must be {\"audio_base_64\": <base64 int16>}.")
+    return base64_audio(event["audio_base_64"])

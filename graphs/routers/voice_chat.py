@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from fastapi import APIRouter, WebSocket
 
 from graphs.routers import services
-from graphs.transport import WebSocketRunner, base64_audio, json_message
+from graphs.transport import WebSocketRunner, json_message, platform_audio
 from graphs.voice_chat import FAMILY, Ready, VoiceChat
 from speechcore.audio import float_to_pcm16, pcm_to_float, resample
 from speechcore.sessions.events import (AgentEnd, AgentText, AudioIn, AudioOut, Commit, Configure, EndOfInput, Error,
@@ -36,10 +36,7 @@ class VoiceChatSerializer:
             return [AudioIn(pcm_to_float(message["bytes"], "pcm16", 1))]
         data = json_message(message)
         if "audio_event" in data:
-            event = data["audio_event"]
-            if not isinstance(event, dict) or "audio_base_64" not in event:
-                raise StreamError("invalid_audio_event", "audio_event must be {\"audio_base_64\": <base64 int16>}.")
-            return [AudioIn(pcm_to_float(base64_audio(event["audio_base_64"]), "pcm16", 1))]
+            return [AudioIn(pcm_to_float(platform_audio(data["audio_event"]), "pcm16", 1))]
         kind = data.get("type")
         if kind == "config":
             return [Configure(data)]
