@@ -415,3 +415,25 @@ def test_commit_ends_an_open_turn_at_once():
     h, before = run(go())
     assert before == 0 and [f.transcript.text for f in h.of(Final)] == ["What is the weather like?"]
     assert len(h.llm.calls) == 1 and h.of(AgentEnd)[0].text == ANSWER
+
+
+def test_a_stream_that_turns_cancellation_into_its_own_error_is_still_cancelled():
+    class Swallowing(FakeLLM):
+        async def stream(self, messages, options):
+            try:
+                async for piece in super().stream(messages, options):
+                    yield piece
+            except asyncio.CancelledError:
+                raise RuntimeError("request cancelled") from None    # as Ray's response generators may
+
+    async def go():
+        h = Harness(language="en")
+        h.llm = h.conv.llm = Swallowing(h.clock)
+        await h.conv.handle(TextIn("Tell me about the weather."))
+        await h.clock.advance(0.1)                 # mid-answer
+        await h.conv.handle(TextIn("Stop."))
+        await h.clock.advance(10)
+        return h
+    h = run(go())
+    assert not h.of(Error) and len(h.of(Interrupted)) == 1
+    assert [e.interrupted for e in h.of(AgentEnd)] == [True, False]

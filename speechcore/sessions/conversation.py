@@ -532,6 +532,7 @@ class Conversation:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            raise_if_cancelled()
             await self._emit(service_error("llm", exc, "The language model failed to answer"))
         finally:
             await aclose(deltas)
@@ -554,6 +555,7 @@ class Conversation:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    raise_if_cancelled()
                     reply.tts_failed = True
                     await self._emit(service_error("tts", exc, "Speech synthesis failed; the answer goes on as text"))
             index += 1
@@ -600,6 +602,13 @@ class Conversation:
 
     def _ms_since(self, then: float) -> float:
         return round((self.clock.now() - then) * 1000, 1)
+
+
+def raise_if_cancelled() -> None:
+    """A service stream may turn our cancellation into its own error (Ray's does): cancelled stays cancelled."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError()
 
 
 async def aclose(stream: AsyncIterator[Any]) -> None:
