@@ -162,7 +162,7 @@ STORY = ("Once upon a time, a small dragon lived in a cave by the sea. " * 12).s
 
 def test_barge_in_stops_the_agents_audio_and_the_new_turn_is_answered(ws_url, question, fake):
     """A long answer (the independent chat server's), spoken by the server's TTS in real time; the user talks."""
-    fake.answer = [w + " " for w in STORY]
+    fake.reset([w + " " for w in STORY])
     config = {**FAST, "playback_lead_ms": 300, "llm_base_url": f"http://127.0.0.1:{fake.port}/v1"}
 
     async def go():
@@ -185,8 +185,7 @@ def test_barge_in_stops_the_agents_audio_and_the_new_turn_is_answered(ws_url, qu
                 raise AssertionError(f"{exc!r}: {kinds}") from exc
         return chat, interrupted
     chat, interrupted = asyncio.run(go())
-    ends = chat.of("agent_end")
-    assert ends[0].get("interrupted") is True and len(ends) == 2
+    assert len(chat.of("agent_end")) == 2 and len(chat.of("interrupted")) == 1
     heard = interrupted["heard"]
     story = "".join(m["text"] for m in chat.of("agent_text"))
     assert heard and story.strip().startswith(heard)                  # the history keeps what was played
@@ -303,6 +302,10 @@ class FakeServices:
         while not self.server.started:
             time.sleep(0.05)
 
+    def reset(self, answer: list[str]) -> None:
+        self.asr_configs, self.tts_requests, self.chat_bodies, self.answer = [], [], [], answer
+        self.asr_samples = 0
+
     async def asr(self, ws: WebSocket) -> None:
         await ws.accept()
         sent = samples = 0
@@ -355,7 +358,7 @@ def fake():
 
 
 def test_bridges_pointed_at_an_independent_server_with_language_routing(ws_url, fake):
-    fake.answer = ["Il est", " midi."]
+    fake.reset(["Il est", " midi."])
     collection = str(uuid.uuid4())
     url = f"127.0.0.1:{fake.port}"
     config = {**FAST, "asr_ws_url": f"ws://{url}/asr", "tts_ws_url": f"ws://{url}/tts",
@@ -390,7 +393,8 @@ def test_unreachable_services_are_errors_with_their_source_and_the_session_survi
         async with ws:
             await ws.send(json.dumps({"type": "text_input", "text": "Say hello."}))
             out["tts"] = await chat.until("error", timeout=60)
-            await chat.until("agent_end")
+            if not chat.of("agent_end"):                  # the text may end before synthesis fails
+                await chat.until("agent_end")
             out["tts_text"] = chat.text()
         return out
     out = asyncio.run(go())
