@@ -67,8 +67,8 @@ async def one_turn(ws_url: str, question: np.ndarray, rounds: int) -> list[dict]
 
 async def _first_audio(ws, parts: dict) -> float:
     """Time of the first binary frame; latency events seen until the agent's end go into `parts`."""
-    first = None
-    while True:
+    first, ended = None, False
+    while first is None or not ended:        # the text may end before the first audio, or after it
         msg = await ws.recv()
         if isinstance(msg, bytes):
             first = first or time.perf_counter()
@@ -76,8 +76,8 @@ async def _first_audio(ws, parts: dict) -> float:
         data = json.loads(msg)
         if data.get("type") == "latency":
             parts.setdefault(data["step"], float(data["value"].removesuffix("ms")))
-        if data.get("type") == "agent_end" and first is not None:
-            return first
+        ended = ended or data.get("type") == "agent_end"
+    return first
 
 
 async def _drain(ws, quiet_s: float = 1.5) -> None:
