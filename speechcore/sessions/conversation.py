@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from speechcore.audio import resample
 from speechcore.errors import ApiError
@@ -71,8 +71,8 @@ from speechcore.languages import NAMES
 from speechcore.schemas import ChatMessage, Speech
 from speechcore.sessions.events import (AgentEnd, AgentText, AudioIn, AudioOut, Commit, Configure, EndOfInput, Error,
                                         Event, Final, Interrupted, Latency, SpeechStarted, SpeechStopped,
-                                        StateChanged, StreamError, TextIn, Thinking, TurnEnded)
-from speechcore.sessions.turns import ms_to_samples
+                                        StateChanged, TextIn, Thinking, TurnEnded)
+from speechcore.sessions.turns import ms_to_samples, with_fields
 
 log = logging.getLogger("speech.sessions")
 
@@ -183,13 +183,7 @@ class ConversationConfig(BaseModel):
 
     def updated(self, fields: dict[str, Any]) -> ConversationConfig:
         """A copy with `fields` applied (None and unknown keys ignored); StreamError (1003) on a bad value."""
-        known = {k: v for k, v in fields.items() if k in type(self).model_fields and v is not None}
-        try:
-            return type(self).model_validate({**self.model_dump(), **known})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise StreamError("invalid_config", f"{where}: {first['msg']}", close_code=1003) from exc
+        return with_fields(self, fields)
 
 
 # -- pure helpers ----------------------------------------------------------------------------------
