@@ -13,7 +13,9 @@ from graphs.readiness import Readiness
 from graphs.routers import gateway_speech, gateway_stream, health, openai_audio, openai_chat, platform_asr, stream_vad
 from graphs.routers import jobs_api, property, webui
 from graphs.routers import speakers as speaker_routes
+from graphs.routers import tts_platform
 from graphs.routers import voice as voice_routes
+from graphs.routers import voice_chat as voice_chat_routes
 from graphs.services import Services
 from speechcore.settings import get_settings
 from speechcore.spec import GraphSpec
@@ -35,6 +37,8 @@ app.include_router(property.router)
 app.include_router(jobs_api.router)
 app.include_router(webui.router)
 webui.mount(app)
+app.include_router(tts_platform.router)
+app.include_router(voice_chat_routes.router)
 
 
 # Requests and live sessions one ingress replica holds at once. Stalled uploads are cut after

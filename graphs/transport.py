@@ -152,6 +152,8 @@ class WebSocketRunner:
             try:
                 message = await asyncio.wait_for(self.ws.receive(), self.idle_timeout)
             except asyncio.TimeoutError:
+                if getattr(self.session, "busy", lambda: False)():   # still answering (e.g. a long TTS text)
+                    continue
                 await self.send(Error("idle_timeout", f"No message for {self.idle_timeout:g} s; closing."))
                 await self._finish(4408, "idle timeout")
                 return
@@ -233,3 +235,10 @@ def base64_audio(value) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise StreamError("invalid_base64", f"audio_event.audio_base_64 is not valid base64: {exc}.") from exc
+
+
+def platform_audio(event: Any) -> bytes:
+    """The PCM bytes of a platform `audio_event` (`{"audio_base_64": <base64 int16>}`)."""
+    if not isinstance(event, dict) or "audio_base_64" not in event:
+        raise StreamError("invalid_audio_event", "audio_event must be {\"audio_base_64\": <base64 int16>}.")
+    return base64_audio(event["audio_base_64"])

@@ -13,7 +13,7 @@ from fastapi import APIRouter, WebSocket
 
 from graphs.live import LiveTranscription, live_stats
 from graphs.routers import services
-from graphs.transport import WebSocketRunner, base64_audio, json_message
+from graphs.transport import WebSocketRunner, json_message, platform_audio
 from speechcore.audio import pcm_to_float
 from speechcore.sessions.events import (AudioIn, Configure, EndOfInput, Error, Event, StreamError, Transcription,
                                         VoiceProfile)
@@ -27,10 +27,7 @@ class PlatformSerializer:
     def parse(self, message: Mapping[str, Any]) -> list[Event]:
         data = json_message(message)
         if "audio_event" in data:
-            event = data["audio_event"]
-            if not isinstance(event, dict) or "audio_base_64" not in event:
-                raise StreamError("invalid_audio_event", "audio_event must be {\"audio_base_64\": <base64 int16>}.")
-            return [AudioIn(pcm_to_float(base64_audio(event["audio_base_64"]), "pcm16", 1))]
+            return [AudioIn(pcm_to_float(platform_audio(data["audio_event"]), "pcm16", 1))]
         kind = data.get("type")
         if kind == "config":
             if data.get("sample_rate") not in (None, 16000):

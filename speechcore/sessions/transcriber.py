@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Coroutine
 
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from speechcore.audio import SAMPLE_RATE
 from speechcore.errors import ApiError
 from speechcore.schemas import TranscribeOptions, Transcript
-from speechcore.sessions.events import (Error, Event, Final, Partial, SpeechStarted, SpeechStopped, StreamError,
+from speechcore.sessions.events import (Error, Event, Final, Partial, SpeechStarted, SpeechStopped,
                                         TurnEnded, TurnEvent, error_event)
 from speechcore.sessions.quality import MIN_PARTIAL_VOICED_S, within_audio, without_repeats, worth_showing
-from speechcore.sessions.turns import TurnOptions, ms_to_samples
+from speechcore.sessions.turns import TurnOptions, ms_to_samples, with_fields
 
 log = logging.getLogger("speech.sessions")
 
@@ -43,13 +43,7 @@ class StreamOptions(TurnOptions):
 
     def updated(self, fields: dict[str, Any]) -> "StreamOptions":
         """A copy with `fields` applied (unknown keys ignored); StreamError on a bad value."""
-        known = {k: v for k, v in fields.items() if k in type(self).model_fields and v is not None}
-        try:
-            return type(self).model_validate({**self.model_dump(), **known})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise StreamError("invalid_config", f"{where}: {first['msg']}", close_code=1003) from exc
+        return with_fields(self, fields)
 
 
 @dataclass

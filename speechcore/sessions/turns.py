@@ -11,14 +11,15 @@ The clock is the audio: positions are counted in 16 kHz samples.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from speechcore.audio import SAMPLE_RATE
-from speechcore.sessions.events import SpeechStarted, SpeechStopped, TurnEnded, TurnEvent
+from speechcore.sessions.events import SpeechStarted, SpeechStopped, StreamError, TurnEnded, TurnEvent
 
 HYSTERESIS = 0.15
+Options = TypeVar("Options", bound=BaseModel)
 
 
 class TurnOptions(BaseModel):
@@ -87,7 +88,11 @@ class TurnDetector:
         self._voiced, self._silence, self._stopped = self.clock - onset, 0, False
         return SpeechStarted(self.turn, onset, self._turn_start)
 
-    def _end(self, reason: Literal["silence", "max_turn", "end_of_input"], at: int) -> TurnEnded:
+    def commit(self) -> list[TurnEvent]:
+        """The client says the turn is over: end the open turn now (the stream goes on)."""
+        return [self._end("commit", self.clock)] if self.turn is not None else []
+
+    def _end(self, reason: Literal["silence", "max_turn", "end_of_input", "commit"], at: int) -> TurnEnded:
         assert self.turn is not None
         event = TurnEnded(self.turn, at, reason=reason, voiced_samples=self._voiced)
         self.turn, self._last_end = None, at
@@ -96,3 +101,15 @@ class TurnDetector:
 
 def ms_to_samples(ms: float) -> int:
     return int(ms * SAMPLE_RATE / 1000)
+
+
+def with_fields(options: Options, fields: dict[str, Any]) -> Options:
+    """A copy of session options with `fields` applied (None and unknown keys ignored); StreamError (1003)
+    naming the field on a bad value."""
+    known = {k: v for k, v in fields.items() if k in type(options).model_fields and v is not None}
+    try:
+        return type(options).model_validate({**options.model_dump(), **known})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise StreamError("invalid_config", f"{where}: {first['msg']}", close_code=1003) from exc
