@@ -48,6 +48,7 @@ class LiveTranscription:
         self.ssap_allowed = ssap_allowed
         self.ssap = False
         self.model: str | None = None
+        self.model_named = False
         self.settings = get_settings()
         self.session: LiveSession | None = None
         self.feeder: AudioFeeder | None = None
@@ -107,6 +108,10 @@ class LiveTranscription:
             except ApiError as err:
                 raise StreamError(err.code, err.message, close_code=getattr(err, "close_code", None) or 1008) from err
         options = await self._checked_language(options, model)
+        if fields.get("model") is not None:
+            self.model_named = True
+        elif not self.model_named:   # the language's live default (config `live_asr`; not for word timings)
+            model = None if options.word_timestamps else self.svc.spec.live_asr.get(options.language or "")
         ssap = self.ssap
         if fields.get("ssap") is not None and self.ssap_allowed:
             ssap = _parse(bool, fields["ssap"], "ssap")

@@ -88,6 +88,10 @@ async def check_model_supports(asr: ASR, name: str, options: TranscribeOptions) 
         raise ApiError(400, "unsupported_language",
                        f"Language {options.language!r} is not supported by model {name!r} ({hint}).",
                        param="language")
+    if options.word_timestamps and info.get("extra", {}).get("word_timestamps") is False:
+        raise ApiError(400, "unsupported_word_timestamps",
+                       f"Model {name!r} gives no word timestamps; choose another model (the default "
+                       f"gives them) or leave word timestamps off.", param="word_timestamps")
     if options.task == "translate" and not info.get("extra", {}).get("translate"):
         raise ApiError(400, "unsupported_task", f"Model {name!r} cannot translate; choose a multilingual model.",
                        param="model")

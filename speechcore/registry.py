@@ -19,6 +19,9 @@ class Source(BaseModel):
     files: dict[str, list[str]] = Field(default_factory=dict)
     path: str | None = None
     id: str | None = None
+    convert: str | None = None
+    """A script (repo-relative) that `make models` runs on models/<name>/ after extracting: turns shipped
+    files into the served format once (e.g. ORT -> ONNX), and checks the result."""
 
 
 class ModelEntry(BaseModel):

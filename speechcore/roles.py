@@ -24,11 +24,13 @@ _B = "speechcore.backends."
 
 ROLES: dict[str, Role] = {
     "asr": Role("deployments.asr:ASRDeployment",
-                {"faster-whisper": _B + "whisper_asr:FasterWhisperASR", "nemo": _B + "nemo_asr:NemoASR"},
+                {"faster-whisper": _B + "whisper_asr:FasterWhisperASR", "nemo": _B + "nemo_asr:NemoASR",
+                 "moonshine-onnx": _B + "moonshine_asr:MoonshineASR"},
                 per_model=True),
     "vad": Role("deployments.vad:VADDeployment", {"silero-onnx": _B + "silero_vad:SileroVAD"}),
     "speaker_embedding": Role("deployments.speaker_embedding:SpeakerEmbeddingDeployment",
                               {"resemblyzer": _B + "resemblyzer_embedding:ResemblyzerEmbedding",
+                               "eres2net-onnx": _B + "eres2net_embedding:ERes2NetEmbedding",
                                "speechbrain-ecapa": _B + "ecapa_embedding:EcapaEmbedding"}),
     "tts": Role("deployments.tts:TTSDeployment",
                 {"piper": _B + "piper_tts:PiperTTS", "coqui-xtts": _B + "xtts_tts:XttsTTS"}),

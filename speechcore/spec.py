@@ -76,6 +76,8 @@ class GraphSpec(BaseModel):
     asr: dict[str, ASRSpec]
     """Public model name -> ASR deployment; requests choose with `model`."""
     default_asr: str
+    live_asr: dict[str, str] = Field(default_factory=dict)
+    """Language -> public ASR model name for live sessions that name no model (e.g. `en: moonshine-base`)."""
     roles: dict[str, BackendSpec]
     """Every other role of the role table -> its spec (top-level keys in a profile: `vad:`, `tts:`, ...)."""
 
@@ -95,6 +97,8 @@ class GraphSpec(BaseModel):
             raise ValueError(f"roles missing: {missing}, unknown: {unknown}; the roles are {SINGLE_ROLES}")
         if self.default_asr not in self.asr:
             raise ValueError(f"default_asr {self.default_asr!r} is not one of asr: {sorted(self.asr)}")
+        if unknown_live := sorted(set(self.live_asr.values()) - set(self.asr)):
+            raise ValueError(f"live_asr names {unknown_live}, not among asr: {sorted(self.asr)}")
         for role, spec in self.model_deployments().values():
             parse_options(role, spec)
         return self
