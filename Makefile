@@ -11,14 +11,14 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=O
 SYSTEM_PACKAGES := espeak-ng pocketsphinx-testdata alsa-utils festival postgresql
 CONFIG ?= configs/serve_cpu.yaml
 
-.PHONY: run test install system deps models fixtures bench bench-startup bench-transcription bench-admission clean train-anti-spoof eval-speakers cohort
+.PHONY: run test install system deps models fixtures bench bench-startup bench-transcription bench-admission bench-models clean train-anti-spoof eval-speakers cohort reembed
 
 # Ray's own ports (GCS, raylet, dashboard agent, metrics) have no API key: on a single machine Ray
 # binds them to 127.0.0.1 when it treats the node as non-cluster, which this variable selects
 # (Ray's own switch, named for Windows/macOS). `make run RAY_LOOPBACK_ONLY=1` is the default;
 # a cluster starts Ray with `ray start` on each node and deploys with `serve deploy` instead.
 RAY_LOOPBACK_ONLY ?= 1
-run: install
+run: install cohort
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=$(if $(filter 1,$(RAY_LOOPBACK_ONLY)),0,1) PYTHONPATH=$(CURDIR) $(PY) -m graphs.launch $(CONFIG)
 
 test: install .stamp-test-deps .stamp-nemo
@@ -74,6 +74,10 @@ bench-transcription: install .stamp-test-deps
 bench-admission: install .stamp-test-deps
 	PYTHONPATH=$(CURDIR) $(PY) bench/admission.py
 
+# Moonshine vs Whisper, ERes2Net vs Resemblyzer, in-process (bench/models.py; PARTS=asr|batching|live|speakers)
+bench-models: install .stamp-test-deps
+	PYTHONPATH=$(CURDIR) $(PY) bench/models.py $(PARTS)
+
 clean:
 	rm -rf .venv .venv-nemo .stamp-* models fixtures
 
@@ -114,3 +118,7 @@ install-gpu: deps models
 
 loadtest: install .stamp-test-deps
 	PYTHONPATH=$(CURDIR) $(PY) loadtest/run.py
+
+# After changing the speaker embedding model: embed every stored sample's audio with the new one.
+reembed: install
+	$(PY) scripts/reembed.py --config $(CONFIG)

@@ -37,15 +37,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/serve_cpu.yaml")
     ap.add_argument("--per-speaker", type=int, default=8)
+    ap.add_argument("--rebuild", action="store_true", help="drop the model's cohort and embed it again")
     args = ap.parse_args()
     (app,) = yaml.safe_load((REPO_ROOT / args.config).read_text())["applications"]
     spec = GraphSpec(**app["args"]).role("speaker_embedding")
+    store = VoiceprintStore(get_settings().data_dir)
+    if store.cohort_size(spec.model) and not args.rebuild:   # `make run` calls this every time
+        print(f"cohort for {spec.model}: {store.cohort_size(spec.model)} embeddings (kept; --rebuild to redo)")
+        return
     utts = cohort_utterances(args.per_speaker)
     if not utts:
         sys.exit("no cohort recordings found: apt-get install klettres-data asterisk-core-sounds-en-g722")
     embedder = load_backend("speaker_embedding", spec)
     embeddings = embedder.embed_batch([a for _, a in utts])
-    store = VoiceprintStore(get_settings().data_dir)
+    if args.rebuild:
+        store.drop_cohort(spec.model)
     size = store.add_cohort(spec.model, embeddings, source="klettres-data, asterisk-core-sounds")
     print(f"cohort for {spec.model}: {size} embeddings ({len({s for s, _ in utts})} speakers) in {store.db_path}")
 

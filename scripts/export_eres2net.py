@@ -11,6 +11,7 @@ Usage: export_eres2net.py MODEL_DIR   (reads pretrained_eres2net.ckpt + speakerl
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,8 @@ def export(model_dir: Path) -> None:
     model = load_torch_model(model_dir)
     tmp = model_dir / (OUT + ".partial")
     dummy = torch.randn(1, 200, 80)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # the TorchScript exporter's deprecation notice
         torch.onnx.export(model, (dummy,), str(tmp), input_names=["feats"], output_names=["embedding"],
                           dynamic_axes={"feats": {0: "batch", 1: "frames"}, "embedding": {0: "batch"}},
                           opset_version=17, dynamo=False)

@@ -121,3 +121,23 @@ def test_eres2net_export_matches_the_checkpoint():
         want = model(torch.from_numpy(feats)).numpy()
     got = EResNetOnnx(MODELS / "eres2net" / "eres2net.onnx").run(feats)
     assert np.abs(got - want).max() < 1e-4
+
+
+def test_reembed_adds_the_new_models_samples_from_stored_audio_once(tmp_path):
+    from scripts.reembed import reembed
+    from speechcore.backends.eres2net_embedding import ERes2NetEmbedding
+    from speechcore.speakers.store import VoiceprintStore
+
+    store = VoiceprintStore(tmp_path)
+    clips = [decode_audio(p.read_bytes()) for p in librivox()]
+    old = np.ones(256, np.float32) / 16
+    speaker, _ = store.add_sample(family="reachy", model="resemblyzer", embedding=old, audio=clips[0], name="reader")
+    store.add_sample(family="reachy", model="resemblyzer", embedding=old, audio=clips[1], name="reader")
+    store.add_sample(family="voice", model="resemblyzer", embedding=old, audio=None, name="no audio")
+    embedder = ERes2NetEmbedding(BackendSpec(backend="eres2net-onnx", model="eres2net"))
+    assert reembed(store, embedder, "eres2net") == (2, 1)
+    new = store.get(speaker.id, "eres2net")
+    assert new is not None and len(new.embeddings) == 2 and new.embeddings[0].shape == (192,)
+    assert float(new.embeddings[0] @ embedder.embed_batch([clips[0]])[0]) > 0.999   # (stored as 16-bit wav)
+    assert len(store.get(speaker.id, "resemblyzer").embeddings) == 2   # the old model's samples stay
+    assert reembed(store, embedder, "eres2net") == (0, 1)               # idempotent

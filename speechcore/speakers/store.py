@@ -190,12 +190,36 @@ class VoiceprintStore:
                            [(model, _blob(e), source) for e in embeddings])
         return self.cohort_size(model)
 
+    def drop_cohort(self, model: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM cohort WHERE model=?", (model,))
+
     def _write_file(self, rel: str, data: bytes) -> None:
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
+
+    # --- re-enrolment with another embedding model (scripts/reembed.py) ---------------------
+
+    def samples_to_reembed(self, model: str) -> tuple[list[tuple[str, str, float]], int]:
+        """(speaker id, audio path, seconds) of stored sample audio with no embedding of `model` yet,
+        and how many samples of other models have no audio to re-embed."""
+        rows = self.conn.execute(
+            "SELECT speaker_id, audio_path, MAX(seconds), MAX(model = ?) FROM samples "
+            "WHERE audio_path IS NOT NULL GROUP BY speaker_id, audio_path ORDER BY MIN(id)", (model,)).fetchall()
+        missing = self.conn.execute("SELECT COUNT(*) FROM samples WHERE audio_path IS NULL AND model != ?",
+                                    (model,)).fetchone()[0]
+        return [(sid, rel, seconds) for sid, rel, seconds, done in rows if not done], missing
+
+    def add_embedding(self, speaker_id: str, model: str, embedding: np.ndarray, audio_path: str,
+                      seconds: float) -> None:
+        """Another model's embedding of a stored sample's audio (the audio file is shared)."""
+        with self._write() as db:
+            db.execute("INSERT INTO samples (speaker_id, model, dim, embedding, audio_path, seconds, created_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (speaker_id, model, len(embedding), _blob(embedding), audio_path, seconds, time.time()))
 
     # --- reads ------------------------------------------------------------------------------
 
