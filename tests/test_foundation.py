@@ -71,11 +71,11 @@ def test_speaker_embedding_same_speaker_beats_different_speaker(handles):
     h = handles("speaker_embedding")
     ea1, ea2 = h.embed.remote(by_speaker[a][0]).result(), h.embed.remote(by_speaker[a][1]).result()
     eb1 = h.embed.remote(by_speaker[b][0]).result()
-    assert ea1.shape == (256,) and abs(np.linalg.norm(ea1) - 1) < 1e-3
+    assert ea1.shape == (192,) and abs(np.linalg.norm(ea1) - 1) < 1e-3     # ERes2Net (the CPU default)
     assert float(ea1 @ ea2) > float(ea1 @ eb1) + 0.05
     reader = [decode_audio(p.read_bytes()) for p in list(librivox())[:2]]
     er1, er2 = (h.embed.remote(x).result() for x in reader)
-    assert float(er1 @ er2) > 0.85 > float(er1 @ ea1)
+    assert float(er1 @ er2) > 0.6 and float(er1 @ ea1) < 0.35   # ERes2Net's scale: its threshold is 0.35
 
 
 def test_tts_speech_is_transcribed_back_to_the_input_text(handles):

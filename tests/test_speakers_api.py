@@ -56,7 +56,7 @@ def test_identify_with_nobody_enrolled_is_400(api):
 
 def test_enroll_identify_and_verify_pick_the_right_speaker(api):
     assert api.post("/speakers/reader/enroll", files=upload(READER[0].read_bytes())).json() == {
-        "message": "Speaker 'reader' enrolled successfully", "embedding_size": 256}
+        "message": "Speaker 'reader' enrolled successfully", "embedding_size": 192}
     api.post("/speakers/reader/enroll", files=upload(READER[1].read_bytes())).raise_for_status()
     api.post("/speakers/woman_a/enroll", files=upload(TURNS[WOMAN_A][0])).raise_for_status()
     api.post("/speakers/woman_b/enroll", files=upload(TURNS[WOMAN_B][0])).raise_for_status()
@@ -85,8 +85,8 @@ def test_stranger_is_not_identified(api, handles):
 def test_enrolments_persist_in_the_database_with_audio(api):
     store = VoiceprintStore(get_settings().data_dir)
     sid = store.id_by_name("reader")
-    speaker = store.get(sid, "resemblyzer")
-    assert len(speaker.embeddings) == 2 and speaker.embeddings[0].shape == (256,)
+    speaker = store.get(sid, "eres2net")
+    assert len(speaker.embeddings) == 2 and speaker.embeddings[0].shape == (192,)
     assert all(store.path_of(p).stat().st_size > 10_000 for p in speaker.audio_paths)
 
 
