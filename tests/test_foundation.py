@@ -16,7 +16,7 @@ from speechcore.textmetrics import wer
 from speechcore.vad import FRAME_SECONDS
 from tests.speech import CALL, call_turns, librivox
 
-MODEL_DEPLOYMENTS = {"asr_whisper_base", "asr_whisper_tiny_en", "vad", "speaker_embedding", "tts", "llm",
+MODEL_DEPLOYMENTS = {"asr_whisper_base", "asr_whisper_tiny_en", "asr_moonshine_base", "vad", "speaker_embedding", "tts", "llm",
                      "anti_spoof", "voice_profile"}
 SMALL_IN_REPO_MODELS = {"anti_spoof"}  # trained here, shipped in models-in-repo/
 

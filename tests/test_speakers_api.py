@@ -66,7 +66,7 @@ def test_enroll_identify_and_verify_pick_the_right_speaker(api):
                           (TURNS[WOMAN_B][1], "woman_b")):
         body = api.post("/identify", files=upload(wav)).json()
         assert body["speaker"] == expected and body["identified"] is True, body
-        assert body["confidence"] >= body["threshold"] > 0.5
+        assert body["confidence"] >= body["threshold"] > 0.3   # ERes2Net's cosine scale (threshold 0.35)
 
     same = api.post("/verify", params={"name": "reader"}, files=upload(READER[4].read_bytes())).json()
     assert same["verified"] is True and same["speaker"] == "reader", same
