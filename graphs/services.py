@@ -98,9 +98,10 @@ class TTS(DeploymentClient):
     async def voices(self) -> list[dict[str, Any]]:
         return await self.call("voices")
 
-    def synthesize(self, text: str, voice: str | None, speed: float) -> AsyncIterator[Speech]:
-        """Speech chunks (one per sentence) as they are synthesized."""
-        return self.stream("synthesize", text, voice, speed)
+    def synthesize(self, text: str, voice: str | None, speed: float,
+                   language: str | None = None) -> AsyncIterator[Speech]:
+        """Speech chunks (one per sentence) as they are synthesized; `language` for multilingual voices."""
+        return self.stream("synthesize", text, voice, speed, language)
 
 
 class AntiSpoof(DeploymentClient):
