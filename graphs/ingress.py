@@ -13,6 +13,7 @@ from graphs.readiness import Readiness
 from graphs.routers import gateway_speech, gateway_stream, health, openai_audio, openai_chat, platform_asr, stream_vad
 from graphs.routers import jobs_api, property, webui
 from graphs.routers import speakers as speaker_routes
+from graphs.routers import tts_platform
 from graphs.routers import voice as voice_routes
 from graphs.services import Services
 from speechcore.settings import get_settings
@@ -32,6 +33,7 @@ app.include_router(stream_vad.router)
 app.include_router(gateway_stream.router)
 app.include_router(property.router)
 app.include_router(jobs_api.router)
+app.include_router(tts_platform.router)
 app.include_router(webui.router)
 webui.mount(app)
 

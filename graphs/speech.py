@@ -18,13 +18,12 @@ Streaming API (also used in-process by voice chat; these names are stable):
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 from functools import lru_cache
 from typing import AsyncIterator
 
-import numpy as np
-
 from graphs.services import Services
-from speechcore.audio import StreamEncoder, encode_audio, resample
+from speechcore.audio import StreamEncoder, resample
 from speechcore.errors import ApiError
 from speechcore.registry import load_registry, resolve, size_bytes
 from speechcore.schemas import Speech
@@ -80,10 +79,11 @@ async def stream_speech(svc: Services, text: str, voice: Voice | None = None, sp
     voice = voice or (await catalog(svc)).default
     spoken = False
     for piece in stream_pieces(text, get_settings().tts_piece_chars):
-        async for chunk in svc.tts.synthesize(piece, voice.name, speed, language or voice.language):
-            rate = sample_rate or chunk.sample_rate
-            spoken = True
-            yield Speech(audio=resample(chunk.audio, chunk.sample_rate, rate), sample_rate=rate)
+        async with aclosing(svc.tts.synthesize(piece, voice.name, speed, language or voice.language)) as chunks:
+            async for chunk in chunks:
+                rate = sample_rate or chunk.sample_rate
+                spoken = True
+                yield Speech(audio=resample(chunk.audio, chunk.sample_rate, rate), sample_rate=rate)
     if not spoken:
         raise ApiError(400, "empty_text", "The text gave no speech to synthesize.", param=param)
 
@@ -115,26 +115,19 @@ async def encoded(stream: AsyncIterator[Speech], fmt: str, sample_rate: int) -> 
         yield tail
 
 
+async def stream_encoded(svc: Services, text: str, voice: Voice, speed: float, fmt: str, sample_rate: int,
+                         max_chars: int | None = None, param: str = "text") -> AsyncIterator[bytes]:
+    """Encoded audio as synthesis goes; the first piece is synthesized before this returns, so every
+    request error (400/404/503) is raised here, before a streaming response has started."""
+    stream = await first_chunk(stream_speech(svc, text, voice, speed, sample_rate, max_chars=max_chars,
+                                             param=param))
+    return encoded(stream, fmt, sample_rate)
+
+
 async def _close(stream: AsyncIterator[Speech]) -> None:
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()
-
-
-async def synthesize(svc: Services, text: str, voice: str | None, speed: float, fmt: str,
-                     sample_rate: int | None = None, max_chars: int | None = None,
-                     param: str = "text") -> tuple[bytes, str]:
-    """Text -> encoded audio bytes and content type (the whole audio, for formats that cannot stream).
-
-    The text is validated once here for every family (speechcore.text) and
-    synthesized piece by piece, so no model run grows with the request.
-    """
-    checked_text(text, max_chars, param)
-    check_speed(speed)
-    chosen = await resolve_voice(svc, voice=voice)
-    parts = [c.audio async for c in stream_speech(svc, text, chosen, speed, sample_rate or chosen.sample_rate,
-                                                  max_chars=max_chars, param=param)]
-    return encode_audio(np.concatenate(parts), sample_rate or chosen.sample_rate, fmt)
 
 
 async def asr_models(svc: Services) -> list[dict]:

@@ -333,7 +333,9 @@ class StreamEncoder:
         rate = 48000 if codec == "libopus" else self.sample_rate
         self._resample = StreamResampler(self.sample_rate, rate)
         self._sink = _Sink()
-        self._out = av.open(self._sink, mode="w", format=container_fmt)
+        # Ogg holds a page for up to 1 s by default: flush every 100 ms so opus streams as promptly as mp3.
+        options = {"page_duration": "100000"} if container_fmt == "ogg" else {}
+        self._out = av.open(self._sink, mode="w", format=container_fmt, options=options)
         self._stream = self._out.add_stream(codec, rate=rate, layout="mono")
         self._rate = rate
 

@@ -82,7 +82,8 @@ class Catalog:
         return voice
 
     def named(self, name: str, param: str = "voice") -> Voice:
-        voice = self.by_name.get(name)
+        """A voice by name (or by its speaker UUID); ApiError 404 otherwise."""
+        voice = self.by_name.get(name) or self.by_id.get(name.lower())
         if voice is None:
             raise ApiError(404, "voice_not_found", f"Voice {name!r} not found; available: {sorted(self.by_name)}",
                            param=param)
