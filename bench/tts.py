@@ -102,6 +102,8 @@ def latency_rows(base: str, repeats: int) -> list[list]:
              "WS /ws/tts": lambda t: asyncio.run(ws_tts(ws_url, {"target_text": t})),
              "POST /v1/audio/speech (pcm, streamed)": lambda t: http_tts(base, t)}
     rows, base_ttfb = [], {}
+    for run in paths.values():
+        run(SENTENCES[1])                  # warm-up: the first ONNX run and the first connection are slow
     for label, text in TEXTS.items():
         for path, run in paths.items():
             runs = [run(text) for _ in range(repeats)]
