@@ -11,7 +11,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=O
 SYSTEM_PACKAGES := espeak-ng pocketsphinx-testdata alsa-utils festival postgresql
 CONFIG ?= configs/serve_cpu.yaml
 
-.PHONY: run test install system deps models fixtures bench bench-startup bench-transcription bench-admission clean train-anti-spoof eval-speakers cohort
+.PHONY: run test install system deps models fixtures bench bench-startup bench-transcription bench-admission bench-tts clean train-anti-spoof eval-speakers cohort
 
 # Ray's own ports (GCS, raylet, dashboard agent, metrics) have no API key: on a single machine Ray
 # binds them to 127.0.0.1 when it treats the node as non-cluster, which this variable selects
@@ -74,6 +74,9 @@ bench-transcription: install .stamp-test-deps
 
 bench-admission: install .stamp-test-deps
 	PYTHONPATH=$(CURDIR) $(PY) bench/admission.py
+
+bench-tts: install .stamp-test-deps
+	PYTHONPATH=$(CURDIR) $(PY) bench/tts.py
 
 clean:
 	rm -rf .venv .venv-nemo .stamp-* models fixtures
