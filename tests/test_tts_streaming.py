@@ -17,7 +17,7 @@ import pytest
 import websockets
 
 from speechcore.audio import decode_audio, wav_bytes
-from speechcore.textmetrics import wer
+from speechcore.textmetrics import error_rate, wer
 
 TEXT = "Please confirm the order for three blue chairs. Then send the invoice to my office."
 
@@ -161,3 +161,15 @@ def test_streamed_wav_and_errors_before_streaming(base_url):
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "voice"
     gw = httpx.post(f"{base_url}/v1/speech/synthesize", json={"text": "hi", "format": "ogg", "voice": "ghost"})
     assert gw.status_code == 404 and gw.json()["error"]["code"] == "voice_not_found"
+
+
+def test_japanese_goes_to_kokoro_and_round_trips(base_url, ws_url, speakers):
+    """`language: ja` with no speaker picks a Kokoro voice (espeak-ng's Japanese is unintelligible)."""
+    text = "今日はいい天気なので、公園に行きます。"
+    kokoro = {n for n, s in speakers.items() if s["language"] == "ja" and n.startswith(("jf_", "jm_"))}
+    assert kokoro == {"jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"}
+    routed, direct = asyncio.run(tts_requests(ws_url, [{"target_text": text, "language": "ja"},
+                                                       {"target_text": text, "speaker_id": speakers["jm_kumo"]["id"]}]))
+    assert routed["event"] == direct["event"] == {"type": "end"}
+    for result in (routed, direct):
+        assert error_rate(text, transcribe(base_url, pcm(result["frames"]), 24000, "ja"), by_char=True) <= 0.2

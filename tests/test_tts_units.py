@@ -168,3 +168,24 @@ def test_stream_errors_surface_before_streaming():
     with pytest.raises(ApiError) as err:
         asyncio.run(speech.resolve_voice(svc, collection_id="../../etc/passwd"))
     assert err.value.status == 404 and err.value.code == "collection_not_found"
+
+
+def test_xtts_lists_reference_voices_and_passes_the_request_language(tmp_path):
+    """The real XttsTTS class (GPU-only library not imported) with its model call recorded."""
+    from speechcore.backends.xtts_tts import XttsTTS
+
+    for name in ("fr_marie", "anna"):
+        (tmp_path / f"{name}.wav").write_bytes(b"RIFF")
+    calls = []
+    xtts = object.__new__(XttsTTS)
+    xtts.voices_dir = tmp_path
+    xtts.tts = type("Model", (), {"tts": lambda self, **kw: calls.append(kw) or [0.0] * 2400})()
+    voices = Catalog.from_dicts(xtts.voices())
+    assert {v.name: v.language for v in voices.voices} == {"anna": "en", "fr_marie": "fr"}
+    assert voices.pick(language="ko").engine == "xtts" and voices.pick(language="fr").name == "fr_marie"
+    chunk = next(xtts.synthesize("Annyeong", "anna", 1.0, "ko"))
+    assert chunk.sample_rate == 24000 and calls[0]["language"] == "ko"
+    assert calls[0]["speaker_wav"].endswith("anna.wav")
+    with pytest.raises(ApiError) as err:
+        next(xtts.synthesize("hi", "anna", 1.0, "vi"))
+    assert err.value.status == 400 and err.value.code == "language_not_supported"

@@ -62,7 +62,8 @@ class SynthesizeRequest(BaseModel):
 @router.post("/synthesize", summary="Text to speech; the body is the audio, streamed from the first sentence",
              description="wav streams with a header of unknown length (0xFFFFFFFF sizes); raw is s16le mono at "
                          "the voice's sample rate (`GET /v1/speech/voices`).",
-             response_class=StreamingResponse, responses={200: {"content": {"audio/wav": {}}}})
+             response_class=StreamingResponse,
+             responses={200: {"content": {content_type(f): {} for f in ("wav", "mp3", "ogg", "raw")}}})
 async def synthesize(body: SynthesizeRequest, svc: Services = Depends(services)):
     voice = await speech.resolve_voice(svc, voice=body.voice)
     audio = await speech.stream_encoded(svc, body.text, voice, body.speed, body.format, voice.sample_rate)

@@ -154,7 +154,7 @@ OPENAI_RATE = 24000   # OpenAI's speech is 24 kHz (pcm: s16le mono)
 
 @router.post("/audio/speech", summary="OpenAI-compatible text to speech, streamed from the first sentence",
              response_class=StreamingResponse,
-             responses={200: {"content": {"audio/mpeg": {}, "text/event-stream": {}}}})
+             responses={200: {"content": {t: {} for t in (*map(content_type, TTS_FORMATS), "text/event-stream")}}})
 async def audio_speech(body: SpeechRequest, svc: Services = Depends(services)):
     voice = await _tts_voice(svc, body)
     fmt = TTS_FORMATS[body.response_format]

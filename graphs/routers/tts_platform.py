@@ -15,11 +15,12 @@ from pydantic import BaseModel, Field
 
 from graphs import speech
 from graphs.routers import services
+from graphs.routers.stream_vad import PlatformSerializer
 from graphs.services import Services
 from graphs.transport import WebSocketRunner, json_message
 from graphs.tts_session import SpeakRequest, SpeechEnd, TTSSession
 from speechcore.audio import float_to_pcm16
-from speechcore.sessions.events import AudioOut, EndOfInput, Error, Event
+from speechcore.sessions.events import AudioOut, EndOfInput, Event
 from speechcore.voices.catalog import Catalog
 from speechcore.voices.collections import SpeakerCollection, check_langs, check_text, check_uuid
 
@@ -27,7 +28,9 @@ router = APIRouter(tags=["speech platform TTS"])
 
 
 class TTSSerializer:
+    """The platform's wire format: its error event, plus PCM frames and the end event of TTS."""
     family = "tts"
+    platform = PlatformSerializer()
 
     def parse(self, message: Mapping[str, Any]) -> list[Event]:
         data = json_message(message)
@@ -38,9 +41,7 @@ class TTSSerializer:
             return float_to_pcm16(event.audio)
         if isinstance(event, SpeechEnd):
             return {"type": "end"}
-        if isinstance(event, Error):
-            return {"type": "error", "code": event.code, "message": event.message}
-        return None
+        return self.platform.render(event)
 
 
 @router.websocket("/ws/tts")

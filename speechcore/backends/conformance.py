@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from speechcore.backends.ecapa_embedding import EcapaEmbedding
+    from speechcore.backends.kokoro_tts import KokoroTTS
     from speechcore.backends.llama_cpp_llm import LlamaCppLLM
     from speechcore.backends.nemo_asr import NemoASR
     from speechcore.backends.onnx_antispoof import OnnxAntiSpoof
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     transcribers: list[type[Transcriber]] = [FasterWhisperASR, NemoASR]
     detectors: list[type[SpeechDetector]] = [SileroVAD]
     embedders: list[type[Embedder]] = [ResemblyzerEmbedding, EcapaEmbedding]
-    synthesizers: list[type[Synthesizer]] = [PiperTTS, XttsTTS]
+    synthesizers: list[type[Synthesizer]] = [PiperTTS, XttsTTS, KokoroTTS]
     generators: list[type[Generator]] = [LlamaCppLLM, VllmLLM]
     spoof_detectors: list[type[SpoofDetector]] = [OnnxAntiSpoof]
     profilers: list[type[VoiceProfiler]] = [Voice2GenderProfile]

@@ -1,7 +1,8 @@
 """Piper (ONNX VITS) for English plus espeak-ng formant voices for other languages. CPU profile.
 
-Voices: the Piper voice named by the model (e.g. `en_US-joe-medium`) and
-`espeak-<lang>` for each language in `options.espeak_languages`.
+Voices: the Piper voice named by the model (e.g. `en_US-joe-medium`), the
+voices of the Kokoro model named by `options.kokoro` (Japanese; see
+kokoro_tts.py) and `espeak-<lang>` for each language in `options.espeak_languages`.
 Synthesis yields one chunk per sentence so callers can stream.
 
 Speed (0.25-4.0) is delivered as asked, measured as duration ratios: Piper's
@@ -21,6 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from speechcore.audio import decode_audio, time_stretch
+from speechcore.backends.kokoro_tts import KokoroTTS
 from speechcore.errors import ApiError
 from speechcore.registry import resolve, size_bytes
 from speechcore.schemas import ModelInfo, Speech
@@ -36,6 +38,8 @@ class PiperOptions(BackendOptions):
     """Languages offered as `espeak-<lang>` voices (when espeak-ng is installed)."""
     gender: str = "male"
     """Reported gender of the Piper voice."""
+    kokoro: str | None = None
+    """A Kokoro model (registry name or path) whose voices this deployment offers too."""
 
 
 class PiperTTS:
@@ -53,6 +57,8 @@ class PiperTTS:
         self.opts = PiperOptions.model_validate(spec.options)
         self.espeak = shutil.which("espeak-ng")
         self.espeak_languages = self.opts.espeak_languages if self.espeak else []
+        self.kokoro = KokoroTTS(BackendSpec(backend="kokoro", model=self.opts.kokoro)) if self.opts.kokoro else None
+        self.kokoro_voices = {v["name"] for v in self.kokoro.voices()} if self.kokoro else set()
 
     def info(self) -> ModelInfo:
         return ModelInfo(role="tts", name=self.spec.model, backend="piper", device="cpu", path=str(self.onnx),
@@ -60,7 +66,8 @@ class PiperTTS:
                          extra={"voices": [v["name"] for v in self.voices()], "default_voice": self.piper_name})
 
     def languages(self) -> list[str]:
-        return sorted({self.config["language"]["code"].split("_")[0], *self.espeak_languages})
+        return sorted({self.config["language"]["code"].split("_")[0], *self.espeak_languages,
+                       *(["ja"] if self.kokoro else [])})
 
     def voices(self) -> list[dict[str, Any]]:
         piper = {"name": self.piper_name, "language": self.config["language"]["code"].split("_")[0],
@@ -69,7 +76,7 @@ class PiperTTS:
                  "quality": self.config.get("audio", {}).get("quality", "medium"), "engine": "piper"}
         espeak = [{"name": f"espeak-{lang}", "language": lang, "gender": "male", "sample_rate": ESPEAK_RATE,
                    "quality": "low", "engine": "espeak-ng"} for lang in self.espeak_languages]
-        return [piper, *espeak]
+        return [piper, *(self.kokoro.voices() if self.kokoro else []), *espeak]
 
     def voice_for(self, voice: str | None, language: str | None) -> str:
         """A voice name from an explicit voice or a language; ApiError 404 if neither exists."""
@@ -90,6 +97,8 @@ class PiperTTS:
         name = self.voice_for(voice, None)
         if name == self.piper_name:
             yield from self._piper(text, speed)
+        elif self.kokoro is not None and name in self.kokoro_voices:
+            yield from self.kokoro.synthesize(text, name, speed)
         else:
             native = min(max(speed, ESPEAK_SPEEDS[0]), ESPEAK_SPEEDS[1])
             yield _stretched(self._espeak(text, name.removeprefix("espeak-"), native), speed / native)

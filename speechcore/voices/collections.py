@@ -75,31 +75,28 @@ def check_text(value: str, param: str, required: bool) -> str:
 
 
 class CollectionStore:
+    """One connection behind a lock (collections change rarely); SQLite's own lock orders writers
+    from other ingress replicas, each write being one `BEGIN IMMEDIATE` transaction."""
+
     def __init__(self, data_dir: str | Path):
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         self.db_path = str(Path(data_dir) / "tts.sqlite3")
-        self._local = threading.local()
+        self.lock = threading.Lock()
+        self.db = connect(self.db_path)
         with self._write() as db:
             db.execute(SCHEMA)
             db.execute(INDEX)
 
-    @property
-    def conn(self) -> sqlite3.Connection:
-        """One connection per thread (a sqlite3 connection must not run two transactions at once)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = connect(self.db_path)
-        return conn
-
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     def create(self, name: str, user_id: str, description: str, langs: dict[str, str]) -> SpeakerCollection:
         now = time.time()
@@ -126,11 +123,13 @@ class CollectionStore:
                 raise _not_found(collection_id)
 
     def get(self, collection_id: str) -> SpeakerCollection:
-        return self._get(self.conn, collection_id)
+        with self.lock:
+            return self._get(self.db, collection_id)
 
     def list(self, user_id: str) -> list[SpeakerCollection]:
-        rows = self.conn.execute("SELECT id, name, user_id, description, langs FROM collections "
-                                 "WHERE user_id = ? ORDER BY created_at, id", (user_id,)).fetchall()
+        with self.lock:
+            rows = self.db.execute("SELECT id, name, user_id, description, langs FROM collections "
+                                   "WHERE user_id = ? ORDER BY created_at, id", (user_id,)).fetchall()
         return [_row(r) for r in rows]
 
     @staticmethod
