@@ -54,15 +54,24 @@ class ServiceSpeech:
             yield chunk
 
 
+class PromptedASR:
+    """Live decodes on the shared ASR deployment, with the open segment's previous_text (`prompt[0]`)
+    as the ASR prompt (Whisper's initial prompt: spelling, names, style)."""
+
+    def __init__(self, svc: Services, model: str | None, prompt: list[str]):
+        self.svc, self.model, self.prompt = svc, model, prompt
+
+    async def __call__(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+        return await live_transcribe(self.svc, self.model, audio, replace(options, prompt=self.prompt[0] or None))
+
+
 def recognizer(svc: Services, model: str | None, options: StreamOptions, prompt: list[str]) -> RecognizerFactory:
-    """A LiveSession on the shared deployments; `prompt[0]` (previous_text) goes to the ASR as its prompt."""
+    """A LiveSession on the shared VAD and ASR deployments (batched across sessions)."""
     async def vad(audio: np.ndarray, state: Any) -> tuple[np.ndarray, float, Any]:
         return await svc.vad.stream_probs(audio, state)
 
-    async def transcribe(audio: np.ndarray, opts: TranscribeOptions) -> Transcript:
-        return await live_transcribe(svc, model, audio, replace(opts, prompt=prompt[0] or None))
-
-    return lambda emit: LiveSession(options, vad, transcribe, emit, partials_allowed=lambda: asr_has_room(svc, model))
+    return lambda emit: LiveSession(options, vad, PromptedASR(svc, model, prompt), emit,
+                                    partials_allowed=lambda: asr_has_room(svc, model))
 
 
 class VoiceLayerSession:
