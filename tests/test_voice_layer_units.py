@@ -19,7 +19,7 @@ from graphs.routers.voice_layer_wire import (AudioBlob, AudioChunk, AudioEnd, Ba
 from graphs.voice_layer import PromptedASR
 from graphs.voice_layer_backend import BackendChat, chat_for
 from speechcore.errors import ApiError
-from speechcore.schemas import ChatMessage, Segment, TranscribeOptions, Transcript, Word
+from speechcore.schemas import ChatMessage, Generated, Segment, Speech, TranscribeOptions, Transcript, Word
 from speechcore.sessions.conversation import ChatOptions
 from speechcore.sessions.events import AudioIn, Commit, EndOfInput, Error, Final, StreamError, TextIn
 from speechcore.settings import get_settings
@@ -242,3 +242,64 @@ def test_websocket_api_key_by_query_parameter(env):
             assert page.status_code == 200 and "/v1/voice/ws" in page.text and "api_key" in page.text
     finally:
         routers.bind(None)   # type: ignore[arg-type]
+
+
+# -- the session over fake deployments (in-process app) ------------------------------------------------------
+@pytest.fixture
+def fake_svc(env):
+    """Fake deployments with a scripted LLM and a TTS that speaks 50 ms of tone per word."""
+    svc = fake_services()
+
+    async def generate(messages, params):
+        for piece in ["Paris ", "is the capital, ", "of France. ", "Nice."]:
+            yield Generated(text=piece)
+        yield Generated(finish_reason="stop", prompt_tokens=20, completion_tokens=4)
+
+    async def synthesize(text, voice, speed, language=None):
+        yield Speech(audio=np.full(int(800 * len(text.split()) / speed), 0.1, np.float32), sample_rate=16000)
+
+    svc.fakes["llm"].generate = generate
+    svc.fakes["tts"].synthesize = synthesize
+    svc.fakes["tts"].voices = lambda: [{"id": "00000000-0000-4000-8000-000000000001", "name": "fake-voice",
+                                        "language": "en", "engine": "fake", "sample_rate": 16000}]
+    routers.bind(svc)
+    yield svc
+    routers.bind(None)   # type: ignore[arg-type]
+
+
+def answer(ws, tts: dict, until: str) -> list[dict]:
+    assert ws.receive_json()["type"] == "session.ready"
+    ws.send_json({"type": "session.configure", "stt": {"language_code": "en"}, "tts": tts})
+    assert [ws.receive_json()["type"] for _ in range(2)] == ["session.configured", "stt.session_started"]
+    ws.send_json({"type": "text.prompt", "text": "Capital of France?"})
+    events = [ws.receive_json()]
+    while events[-1]["type"] != until:
+        events.append(ws.receive_json())
+    return events
+
+
+def test_session_answers_a_prompt_with_metadata_and_pcm_frames(fake_svc):
+    with TestClient(app) as client, client.websocket_connect("/v1/voice/ws") as ws:
+        events = answer(ws, {"output_format": "pcm_16000", "voice_id": "fake-voice"}, "assistant.audio.end")
+        ws.send_json({"type": "session.configure"})
+        assert ws.receive_json()["code"] == "already_configured"
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "assistant.started" and events[0]["text"] == "Capital of France?"
+    message = next(e for e in events if e["type"] == "assistant.message")
+    assert message["text"] == "Paris is the capital, of France. Nice."
+    assert message["metadata"] | {"timings_ms": None} == {
+        "backend": "local", "model": "smollm2-135m", "finish_reason": "stop", "prompt_tokens": 20,
+        "completion_tokens": 4, "timings_ms": None, "turn_id": 1, "interrupted": False}
+    chunks = [e for e in events if e["type"] == "assistant.audio.chunk"]
+    assert kinds.index("assistant.audio.start") < kinds.index("assistant.audio.chunk")
+    assert [c["chunk_index"] for c in chunks] == list(range(1, events[-1]["chunk_count"] + 1))
+    pcm = b"".join(base64.b64decode(c["audio"]) for c in chunks)
+    assert len(pcm) // 2 == 800 * 7                                  # 7 words, 50 ms each, at 16 kHz
+
+
+def test_session_sends_mp3_as_one_blob(fake_svc):
+    with TestClient(app) as client, client.websocket_connect("/v1/voice/ws") as ws:
+        events = answer(ws, {"output_format": "mp3_44100_128"}, "assistant.audio")
+    assert not [e for e in events if e["type"].startswith("assistant.audio.")]
+    blob = events[-1]
+    assert blob["content_type"] == "audio/mpeg" and base64.b64decode(blob["audio"])[:3] in (b"ID3", b"\xff\xfb")
