@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from typing import Any, AsyncIterator
+from typing import Any
 
 import numpy as np
 
@@ -27,11 +27,12 @@ from graphs.routers.voice_layer_wire import (HOSTED_STT_MODELS, HOSTED_TTS_MODEL
 from graphs.services import Services
 from graphs.transcription import check_model_supports
 from graphs.transport import Send
+from graphs.voice_chat import ServerTTS, VoiceRouting
 from graphs.voice_layer_backend import chat_for
 from speechcore.audio import encode_audio, float_to_pcm16
 from speechcore.errors import ApiError
 from speechcore.languages import normalize_language
-from speechcore.schemas import Speech, TranscribeOptions, Transcript
+from speechcore.schemas import TranscribeOptions, Transcript
 from speechcore.sessions.conversation import (LISTENING, USER_SPEAKING, Conversation, ConversationConfig,
                                               RecognizerFactory)
 from speechcore.sessions.events import (AgentEnd, AudioOut, Event, Final, Interrupted, Latency,
@@ -40,18 +41,6 @@ from speechcore.sessions.live import LiveSession
 from speechcore.sessions.transcriber import StreamOptions
 from speechcore.settings import get_settings
 from speechcore.voices.catalog import Voice
-
-
-class ServiceSpeech:
-    """Streamed TTS with the session's voice (else the best voice for the turn's language) and speed."""
-
-    def __init__(self, svc: Services, voice: Voice | None, speed: float):
-        self.svc, self.voice, self.speed = svc, voice, speed
-
-    async def stream(self, text: str, voice: str | None, language: str | None) -> AsyncIterator[Speech]:
-        chosen = self.voice or await speech.resolve_voice(self.svc, language=language)
-        async for chunk in speech.stream_speech(self.svc, text, chosen, self.speed, None, language):
-            yield chunk
 
 
 class PromptedASR:
@@ -127,7 +116,8 @@ class VoiceLayerSession:
                               "change its configuration.")
         try:
             model = await self._stt_model(config)
-            voice = await speech.resolve_voice(self.svc, voice=config.tts.voice_id) if config.tts.voice_id else None
+            catalog = await speech.catalog(self.svc)
+            voice = catalog.named(config.tts.voice_id, param="tts.voice_id") if config.tts.voice_id else None
             tts_model = self._tts_model(config)
             chat = await chat_for(self.svc, config.backend, config.session_id)
         except ApiError as err:
@@ -140,9 +130,10 @@ class VoiceLayerSession:
                                          min_speech_ms=stt.min_speech_duration_ms, commit=stt.commit_strategy,
                                          sample_rate=config.tts.rate, **({"system_prompt": prompt} if prompt else {}))
         self.chat, self.config = chat, config
-        self.conversation = Conversation(conv_config, recognizer(self.svc, model, options, self.prompt),
-                                         chat, ServiceSpeech(self.svc, voice, config.tts.voice_settings.speed),
-                                         self._on_event)
+        self.conversation = Conversation(conv_config, recognizer(self.svc, model, options, self.prompt), chat,
+                                         ServerTTS(self.svc, catalog, config.tts.voice_settings.speed),
+                                         self._on_event, voice_for=VoiceRouting(catalog, voice.id if voice else None,
+                                                                                None))
         self.serializer.configured(stt.rate)
         session_id = config.session_id or str(uuid.uuid4())
         await self.send(Configured(session_id, self._applied(voice, tts_model)))

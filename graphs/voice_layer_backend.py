@@ -24,8 +24,9 @@ import httpx
 
 from graphs.routers.voice_layer_wire import BackendConfig
 from graphs.services import Services
+from graphs.voice_chat import ServerLLM
 from speechcore.errors import ApiError
-from speechcore.schemas import ChatMessage, GenerationParams
+from speechcore.schemas import ChatMessage
 from speechcore.sessions.conversation import ChatOptions
 from speechcore.settings import get_settings
 
@@ -33,24 +34,19 @@ TIMEOUT_S = 60.0
 _registrations: dict[str, str] = {}
 
 
-class LocalChat:
-    """The server's `llm` deployment; keeps the last answer's usage for `assistant.message` metadata."""
-
-    def __init__(self, svc: Services):
-        self.svc = svc
-        self.metadata: dict[str, Any] = {}
+class LocalChat(ServerLLM):
+    """The server's `llm` deployment (voice chat's ServerLLM), with `assistant.message` metadata."""
 
     def describe(self) -> dict[str, Any]:
         return {"type": "local", "model": self.svc.spec.role("llm").model}
 
-    async def stream(self, messages: list[ChatMessage], options: ChatOptions) -> AsyncIterator[str]:
-        self.metadata = {"backend": "local", "model": self.svc.spec.role("llm").model}
-        async for piece in self.svc.llm.generate(messages, GenerationParams(options.max_tokens, options.temperature)):
-            if piece.text:
-                yield piece.text
-            if piece.finish_reason:
-                self.metadata.update(finish_reason=piece.finish_reason, prompt_tokens=piece.prompt_tokens,
-                                     completion_tokens=piece.completion_tokens)
+    @property
+    def metadata(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"backend": "local", "model": self.svc.spec.role("llm").model}
+        if self.last is not None:
+            out.update(finish_reason=self.last.finish_reason, prompt_tokens=self.last.prompt_tokens,
+                       completion_tokens=self.last.completion_tokens)
+        return out
 
 
 class BackendChat:
