@@ -125,5 +125,5 @@ def test_console_configures_prompts_and_transcribes_the_microphone(browser, base
     assert not errors, errors
     assert messages and messages[0]["text"].strip() and messages[0]["text"] in answer
     assert chunks and chunks[0]["output_format"] == "pcm_24000" and played > 0.5   # scheduled for playback
-    assert wer(ref, committed[0]["text"]) < 0.25, committed[0]["text"]
+    assert wer(ref, committed[0]["text"]) <= 0.25, committed[0]["text"]
     assert committed[0]["text"].strip() in shown

@@ -183,7 +183,7 @@ def test_streamed_speech_is_committed_and_answered(ws_url):
 
     events = run(scenario())
     committed, = of(events, "transcript.committed")
-    assert wer(ref, committed["text"]) < 0.2 and committed["language"] == "en" and "words" not in committed
+    assert wer(ref, committed["text"]) <= 0.25 and committed["language"] == "en" and "words" not in committed
     started, = of(events, "assistant.started")
     assert started["text"] == committed["text"].strip()
     assert of(events, "assistant.message")[0]["metadata"]["timings_ms"]["asr"] >= 0
@@ -263,7 +263,7 @@ def test_manual_commit_answers_only_on_audio_commit(ws_url):
     before, after = run(scenario())
     assert not of(before, "assistant.started")
     started, = of(after, "assistant.started")
-    assert wer(ref, started["text"]) < 0.2
+    assert wer(ref, started["text"]) <= 0.25
     message, = of(after, "assistant.message")
     assert message["text"].startswith("You said")
 
