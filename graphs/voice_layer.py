@@ -74,7 +74,8 @@ class VoiceLayerSession:
         self.prompt: list[str] = [""]          # previous_text of the open segment
         self.user_text: list[str] = []         # what the user said since the last answer started
         self.turn_id = 0
-        self.timings: dict[str, float] = {}
+        self.timings: dict[str, float] = {}     # Latency steps of the current answer
+        self._asr: float | None = None
         self._chunks = 0
         self._mp3: list[np.ndarray] = []
 
@@ -184,7 +185,8 @@ class VoiceLayerSession:
             self.user_text.append(event.transcript.text.strip())
             self.prompt[0] = ""                      # previous_text applies to one segment
         if isinstance(event, Thinking):
-            self.turn_id, self.timings = self.turn_id + 1, {}
+            self.turn_id, self.timings = self.turn_id + 1, {} if self._asr is None else {"asr": self._asr}
+            self._asr = None
             text, self.user_text = " ".join(t for t in self.user_text if t), []
             await self.send(AssistantStarted(text))
         elif isinstance(event, AgentEnd):
@@ -192,7 +194,10 @@ class VoiceLayerSession:
                         "turn_id": self.turn_id, "interrupted": event.interrupted}
             await self.send(AssistantMessage(event.text, metadata))
         elif isinstance(event, Latency):
-            self.timings[event.step] = event.ms
+            if event.step == "asr":          # the turn's, sent before its answer starts
+                self._asr = event.ms
+            else:
+                self.timings[event.step] = event.ms
         elif isinstance(event, AudioOut):
             await self._audio(event.audio)
         elif isinstance(event, Interrupted):
