@@ -9,9 +9,11 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 # llama.cpp's default native build crashes on CPUs with AVX-512/AMX; build portable.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
 SYSTEM_PACKAGES := espeak-ng pocketsphinx-testdata alsa-utils festival postgresql
+# Only `make test` needs these: a real headless browser for the /test page (tests/test_browser_voice_layer.py).
+TEST_SYSTEM_PACKAGES := chromium
 CONFIG ?= configs/serve_cpu.yaml
 
-.PHONY: run test install system deps models fixtures bench bench-startup bench-transcription bench-admission bench-models bench-tts clean train-anti-spoof eval-speakers cohort reembed
+.PHONY: run test test-system install system deps models fixtures bench bench-startup bench-transcription bench-admission bench-models bench-tts clean train-anti-spoof eval-speakers cohort reembed
 
 # Ray's own ports (GCS, raylet, dashboard agent, metrics) have no API key: on a single machine Ray
 # binds them to 127.0.0.1 when it treats the node as non-cluster, which this variable selects
@@ -21,8 +23,11 @@ RAY_LOOPBACK_ONLY ?= 1
 run: install cohort
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=$(if $(filter 1,$(RAY_LOOPBACK_ONLY)),0,1) PYTHONPATH=$(CURDIR) $(PY) -m graphs.launch $(CONFIG)
 
-test: install .stamp-test-deps .stamp-nemo
+test: install test-system .stamp-test-deps .stamp-nemo
 	bash scripts/test.sh
+
+test-system:
+	@$(MAKE) -s system SYSTEM_PACKAGES="$(TEST_SYSTEM_PACKAGES)"
 
 install: system deps models fixtures
 

@@ -16,6 +16,7 @@ from graphs.routers import speakers as speaker_routes
 from graphs.routers import tts_platform
 from graphs.routers import voice as voice_routes
 from graphs.routers import voice_chat as voice_chat_routes
+from graphs.routers import voice_layer
 from graphs.services import Services
 from speechcore.settings import get_settings
 from speechcore.spec import GraphSpec
@@ -38,8 +39,8 @@ app.include_router(jobs_api.router)
 app.include_router(tts_platform.router)
 app.include_router(webui.router)
 webui.mount(app)
-app.include_router(tts_platform.router)
 app.include_router(voice_chat_routes.router)
+app.include_router(voice_layer.router)
 
 
 # Requests and live sessions one ingress replica holds at once. Stalled uploads are cut after

@@ -20,7 +20,8 @@ from speechcore.settings import get_settings
 
 log = logging.getLogger("speech.errors")
 
-PUBLIC_PATHS = {"/", "/health", "/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
+PUBLIC_PATHS = {"/", "/health", "/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect",
+                "/test"}   # /test: the voice layer's static browser console (its socket still needs the key)
 
 UPLOAD_LIMITS: dict[str, Callable[[], tuple[int, float, str]]] = {}
 """Exact path -> (byte limit, body deadline s, 413 message) replacing the global ones (routers register)."""
@@ -71,7 +72,7 @@ class GuardMiddleware:
         path = app_path(scope)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if settings.api_key and scope.get("method") != "OPTIONS" and not _is_public(path):
-            if not _authorized(headers, settings.api_key):
+            if not _authorized(headers, settings.api_key, _ws_query_key(scope)):
                 if scope["type"] == "websocket":
                     return await send({"type": "websocket.close", "code": 1008, "reason": "Unauthorized"})
                 err = ApiError(401, "unauthorized", "Unauthorized")
@@ -153,10 +154,21 @@ def _is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith("/static/")
 
 
-def _authorized(headers: dict[str, str], key: str) -> bool:
+def _authorized(headers: dict[str, str], key: str, query_key: str = "") -> bool:
     auth = headers.get("authorization", "")
-    token = auth[7:] if auth.lower().startswith("bearer ") else headers.get("x-api-key", "")
+    token = auth[7:] if auth.lower().startswith("bearer ") else headers.get("x-api-key", "") or query_key
     return bool(token) and hmac.compare_digest(token.encode(), key.encode())
+
+
+def _ws_query_key(scope) -> str:
+    """`?api_key=` of a WebSocket handshake: browsers cannot set headers on a WebSocket. HTTP requests
+    never take the key from the URL (URLs end up in logs and histories)."""
+    if scope["type"] != "websocket":
+        return ""
+    from urllib.parse import parse_qs
+
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("api_key", [])
+    return values[0] if values else ""
 
 
 def install(app: FastAPI) -> None:

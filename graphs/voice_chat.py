@@ -30,7 +30,7 @@ from speechcore.bridges.openai_chat import OpenAIChat
 from speechcore.bridges.tts_ws import WebSocketTTS
 from speechcore.errors import ApiError
 from speechcore.languages import normalize_language
-from speechcore.schemas import ChatMessage, GenerationParams, Speech, TranscribeOptions, Transcript
+from speechcore.schemas import ChatMessage, Generated, GenerationParams, Speech, TranscribeOptions, Transcript
 from speechcore.sessions.conversation import (SPEAKING, THINKING, ChatModel, ChatOptions, Conversation,
                                               ConversationConfig, Emit, Recognizer, Synthesizer)
 from speechcore.sessions.events import Configure, Error, Event, Final, StreamError, TextIn, VoiceProfile
@@ -70,23 +70,27 @@ class ServerLLM:
 
     def __init__(self, svc: Services):
         self.svc = svc
+        self.last: Generated | None = None      # the last answer's closing piece (finish reason, token usage)
 
     async def stream(self, messages: list[ChatMessage], options: ChatOptions) -> AsyncIterator[str]:
         params = GenerationParams(max_tokens=options.max_tokens, temperature=options.temperature)
+        self.last = None
         async for piece in self.svc.llm.generate(messages, params):
             if piece.text:
                 yield piece.text
+            if piece.finish_reason:
+                self.last = piece
 
 
 class ServerTTS:
     """Synthesizer on the shared `tts` deployment (graphs.speech's streaming synthesis)."""
 
-    def __init__(self, svc: Services, catalog: Catalog):
-        self.svc, self.catalog = svc, catalog
+    def __init__(self, svc: Services, catalog: Catalog, speed: float = 1.0):
+        self.svc, self.catalog, self.speed = svc, catalog, speed
 
     def stream(self, text: str, voice: str | None, language: str | None) -> AsyncIterator[Speech]:
         chosen = self.catalog.named(voice) if voice else None
-        return speech.stream_speech(self.svc, text, chosen, sample_rate=None, language=language)
+        return speech.stream_speech(self.svc, text, chosen, self.speed, sample_rate=None, language=language)
 
 
 class VoiceRouting:

@@ -106,6 +106,19 @@ class Settings(BaseSettings):
     voice_chat_followup_after_s: float = 0.0
     """Default silence before a proactive follow-up (0: off; a config's `followup_after_s` overrides)."""
 
+    # Voice layer (/v1/voice/ws): the optional external chat backend
+    backend_base_url: str | None = None
+    """Root of an external chat backend (`<root>/v1/register`, `<root>/v1/chat`); None: custom backends are
+    refused and every session talks to the server's own LLM."""
+    backend_api_key: str | None = None
+    """Sent to the external backend as `Authorization: Bearer <key>`."""
+    default_registration_id: str | None = None
+    """Registration used when a session names no backend (with `backend_base_url` set)."""
+    allow_frontend_backend_auth: bool = False
+    """True: a session's `backend.api_key`/`base_url`/`registration_id` may override the deployed ones."""
+    voice_layer_system_prompt: str | None = None
+    """System prompt of voice-layer sessions on the server's own LLM (None: the conversation default)."""
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
