@@ -16,9 +16,10 @@ class TTSDeployment(ModelDeployment):
     def voices(self) -> list[dict]:
         return self.backend.voices()
 
-    async def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0):
+    async def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0,
+                         language: str | None = None):
         """Async generator of Speech chunks; call with handle.options(stream=True)."""
-        chunks = self.backend.synthesize(text, voice, speed)
+        chunks = self.backend.synthesize(text, voice, speed, language)
         while True:
             chunk: Speech | None = await asyncio.to_thread(next, chunks, None)
             if chunk is None:

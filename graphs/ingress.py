@@ -12,6 +12,7 @@ from graphs import middleware, routers
 from graphs.readiness import Readiness
 from graphs.routers import gateway_speech, gateway_stream, health, openai_audio, openai_chat, platform_asr, stream_vad
 from graphs.routers import speakers as speaker_routes
+from graphs.routers import tts_platform
 from graphs.routers import voice as voice_routes
 from graphs.services import Services
 from speechcore.settings import get_settings
@@ -29,6 +30,7 @@ app.include_router(speaker_routes.router)
 app.include_router(voice_routes.router)
 app.include_router(stream_vad.router)
 app.include_router(gateway_stream.router)
+app.include_router(tts_platform.router)
 
 
 # Requests and live sessions one ingress replica holds at once. Stalled uploads are cut after

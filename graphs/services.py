@@ -12,7 +12,7 @@ to stop at its next segment).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator, AsyncIterator
 
 import numpy as np
 
@@ -59,10 +59,17 @@ class DeploymentClient:
             raise Unavailable(f"'{self.deployment}' did not answer within {timeout_s:.0f} s",
                               code="timeout") from exc
 
-    async def stream(self, method: str, *args: Any) -> AsyncIterator[Any]:
-        handle = self.handle().options(stream=True)
-        async for item in getattr(handle, method).remote(*args):
-            yield item
+    async def stream(self, method: str, *args: Any) -> AsyncGenerator[Any, None]:
+        """Items of a deployment generator; a caller that stops early (a client gone) cancels it."""
+        response = getattr(self.handle().options(stream=True), method).remote(*args)
+        done = False
+        try:
+            async for item in response:
+                yield item
+            done = True
+        finally:
+            if not done and hasattr(response, "cancel"):
+                response.cancel()
 
     async def info(self) -> dict[str, Any] | None:
         return await self.svc.info(self.deployment)
@@ -98,9 +105,10 @@ class TTS(DeploymentClient):
     async def voices(self) -> list[dict[str, Any]]:
         return await self.call("voices")
 
-    def synthesize(self, text: str, voice: str | None, speed: float) -> AsyncIterator[Speech]:
-        """Speech chunks (one per sentence) as they are synthesized."""
-        return self.stream("synthesize", text, voice, speed)
+    def synthesize(self, text: str, voice: str | None, speed: float,
+                   language: str | None = None) -> AsyncGenerator[Speech, None]:
+        """Speech chunks (one per sentence) as they are synthesized; `language` for multilingual voices."""
+        return self.stream("synthesize", text, voice, speed, language)
 
 
 class AntiSpoof(DeploymentClient):

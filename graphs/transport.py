@@ -147,6 +147,8 @@ class WebSocketRunner:
             try:
                 message = await asyncio.wait_for(self.ws.receive(), self.idle_timeout)
             except asyncio.TimeoutError:
+                if getattr(self.session, "busy", lambda: False)():   # still answering (e.g. a long TTS text)
+                    continue
                 await self.send(Error("idle_timeout", f"No message for {self.idle_timeout:g} s; closing."))
                 await self._finish(4408, "idle timeout")
                 return

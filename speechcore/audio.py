@@ -276,3 +276,92 @@ def _mono(samples: np.ndarray, planar: bool, channels: int) -> np.ndarray:
     scale = 32768.0 if np.issubdtype(samples.dtype, np.integer) else 1.0
     samples = samples.astype(np.float32) / scale
     return samples.mean(axis=0) if planar else samples.reshape(-1, channels).mean(axis=1)
+
+
+def content_type(fmt: str) -> str:
+    return _CONTENT_TYPES[fmt]
+
+
+STREAMING_WAV_SIZE = 0xFFFFFFFF
+"""Data size in a streamed WAV header: unknown length (players read to the end of the stream)."""
+
+
+def wav_stream_header(sample_rate: int) -> bytes:
+    """A 16-bit mono WAV header for a stream of unknown length (sizes 0xFFFFFFFF, as OpenAI streams wav)."""
+    import struct
+
+    return (b"RIFF" + struct.pack("<I", STREAMING_WAV_SIZE) + b"WAVEfmt "
+            + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
+            + b"data" + struct.pack("<I", STREAMING_WAV_SIZE))
+
+
+class _Sink:
+    """A write-only, non-seekable file for PyAV: the muxer streams (no header rewrites) and we drain it."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def drain(self) -> bytes:
+        out, self.parts = b"".join(self.parts), []
+        return out
+
+
+class StreamEncoder:
+    """Incremental encoder beside the decoder: float32 mono chunks in, encoded bytes out as they are ready.
+
+    `encode(chunk)` returns what the codec has produced so far (possibly b""),
+    `finish()` flushes the rest. wav gets a streaming header (unknown size);
+    pcm/raw is headerless s16le; mp3, ogg/opus, aac (ADTS) and flac go through
+    PyAV's muxers on a non-seekable sink, so the bytes can leave at once.
+    """
+
+    def __init__(self, fmt: str, sample_rate: int):
+        self.fmt, self.sample_rate = fmt, sample_rate
+        self.content_type = _CONTENT_TYPES[fmt]
+        self._header = wav_stream_header(sample_rate) if fmt == "wav" else b""
+        self._out: Any = None
+        if fmt not in ("wav", "pcm", "raw"):
+            self._open(*_CODECS[fmt])
+
+    def _open(self, container_fmt: str, codec: str) -> None:
+        import av
+
+        rate = 48000 if codec == "libopus" else self.sample_rate
+        self._resample = StreamResampler(self.sample_rate, rate)
+        self._sink = _Sink()
+        # Ogg holds a page for up to 1 s by default: flush every 100 ms so opus streams as promptly as mp3.
+        options = {"page_duration": "100000"} if container_fmt == "ogg" else {}
+        self._out = av.open(self._sink, mode="w", format=container_fmt, options=options)
+        self._stream = self._out.add_stream(codec, rate=rate, layout="mono")
+        self._rate = rate
+
+    def encode(self, audio: np.ndarray) -> bytes:
+        header, self._header = self._header, b""
+        if self._out is None:
+            return header + float_to_pcm16(audio)
+        return self._mux(self._resample(audio))
+
+    def finish(self) -> bytes:
+        """The codec's remaining bytes (the stream is complete after these)."""
+        if self._out is None:
+            header, self._header = self._header, b""
+            return header
+        for packet in self._stream.encode(None):
+            self._out.mux(packet)
+        self._out.close()
+        return self._sink.drain()
+
+    def _mux(self, audio: np.ndarray) -> bytes:
+        import av
+
+        if audio.size:
+            frame = av.AudioFrame.from_ndarray(
+                (np.clip(audio, -1, 1) * 32767).astype(np.int16).reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate = self._rate
+            for packet in self._stream.encode(frame):
+                self._out.mux(packet)
+        return self._sink.drain()

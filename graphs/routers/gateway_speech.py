@@ -7,13 +7,14 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from graphs import speech, transcription
 from graphs.routers import services
 from graphs.routers.deps import upload_audio
 from graphs.services import Services
+from speechcore.audio import content_type
 from speechcore.errors import ApiError, ErrorFamily, register_family
 from speechcore.formats import gateway_word, ms, segment_confidence, transcript_confidence
 from speechcore.schemas import TranscribeOptions
@@ -58,11 +59,14 @@ class SynthesizeRequest(BaseModel):
     format: Literal["wav", "mp3", "ogg", "raw"] = "wav"
 
 
-@router.post("/synthesize", summary="Text to speech; the body is the audio",
-             response_class=Response, responses={200: {"content": {"audio/wav": {}}}})
+@router.post("/synthesize", summary="Text to speech; the body is the audio, streamed from the first sentence",
+             description="wav streams with a header of unknown length (0xFFFFFFFF sizes); raw is s16le mono at "
+                         "the voice's sample rate (`GET /v1/speech/voices`).",
+             response_class=StreamingResponse, responses={200: {"content": {"audio/wav": {}}}})
 async def synthesize(body: SynthesizeRequest, svc: Services = Depends(services)):
-    data, content_type = await speech.synthesize(svc, body.text, body.voice, body.speed, body.format)
-    return Response(data, media_type=content_type)
+    voice = await speech.resolve_voice(svc, voice=body.voice)
+    audio = await speech.stream_encoded(svc, body.text, voice, body.speed, body.format, voice.sample_rate)
+    return StreamingResponse(audio, media_type=content_type(body.format))
 
 
 @router.get("/voices", summary="List TTS voices")

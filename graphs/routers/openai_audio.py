@@ -6,21 +6,25 @@ gives an empty text (not an error).
 """
 from __future__ import annotations
 
+import base64
+import json
 import math
-from typing import Literal
+from typing import AsyncIterator, Literal
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from graphs import speech, transcription
 from graphs.routers import services
 from graphs.routers.deps import upload_audio
 from graphs.services import Services
+from speechcore.audio import content_type
 from speechcore.errors import ApiError, ErrorFamily, register_family
 from speechcore.formats import to_srt, to_vtt
 from speechcore.languages import NAMES
 from speechcore.schemas import Transcript, TranscribeOptions
+from speechcore.voices.catalog import Voice, voice_id
 
 router = APIRouter(prefix="/v1", tags=["openai compatible"])
 
@@ -121,35 +125,68 @@ OPENAI_TTS_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 class SpeechRequest(BaseModel):
     model: str = Field("tts-1", description=f"{', '.join(OPENAI_TTS_MODELS)} or the server's TTS model")
     input: str = Field(..., max_length=OPENAI_TEXT_CHARS)
-    voice: str | None = Field(None, description="An OpenAI voice name (alias of the default voice) "
-                                                "or a voice of GET /v1/speech/voices")
+    voice: str | None = Field(None, description="An OpenAI voice name (alias of the default voice), "
+                                                "a voice of GET /v1/audio/voices or a speaker UUID")
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
     speed: float = Field(1.0, description="0.25 to 4.0")
+    stream_format: Literal["audio", "sse"] = Field("audio", description="audio: the body is the audio, "
+                                                   "streamed; sse: speech.audio.delta events, then speech.audio.done")
 
 
-async def _tts_voice(svc: Services, body: SpeechRequest) -> str | None:
+async def _tts_voice(svc: Services, body: SpeechRequest) -> Voice:
     """The server voice for an OpenAI request; 400 for an unknown model or voice."""
     if body.model not in (*OPENAI_TTS_MODELS, svc.spec.role("tts").model):
         raise ApiError(400, "model_not_found", f"Unknown TTS model {body.model!r}; use one of "
                                                f"{[*OPENAI_TTS_MODELS, svc.spec.role('tts').model]}.", param="model")
+    voices = await speech.catalog(svc)
     if body.voice is None or body.voice in OPENAI_VOICES:
-        return None
-    names = [v["name"] for v in await speech.voices(svc)]
-    if body.voice not in names:
+        return voices.default
+    try:
+        return voices.named(body.voice)
+    except ApiError:
         raise ApiError(400, "voice_not_found", f"Unknown voice {body.voice!r}; use an OpenAI voice name "
-                                               f"({', '.join(OPENAI_VOICES)}) or one of {names}.", param="voice")
-    return body.voice
+                                               f"({', '.join(OPENAI_VOICES)}) or one of {sorted(voices.by_name)}.",
+                       param="voice") from None
 
 
-@router.post("/audio/speech", summary="OpenAI-compatible text to speech",
-             response_class=Response, responses={200: {"content": {"audio/mpeg": {}}}})
+OPENAI_RATE = 24000   # OpenAI's speech is 24 kHz (pcm: s16le mono)
+
+
+@router.post("/audio/speech", summary="OpenAI-compatible text to speech, streamed from the first sentence",
+             response_class=StreamingResponse,
+             responses={200: {"content": {"audio/mpeg": {}, "text/event-stream": {}}}})
 async def audio_speech(body: SpeechRequest, svc: Services = Depends(services)):
     voice = await _tts_voice(svc, body)
-    rate = 24000 if body.response_format == "pcm" else None  # OpenAI's pcm is 24 kHz s16le
-    data, content_type = await speech.synthesize(svc, body.input, voice, body.speed,
-                                                 TTS_FORMATS[body.response_format], sample_rate=rate,
-                                                 max_chars=OPENAI_TEXT_CHARS, param="input")
-    return Response(data, media_type=content_type)
+    fmt = TTS_FORMATS[body.response_format]
+    audio = await speech.stream_encoded(svc, body.input, voice, body.speed, fmt, OPENAI_RATE,
+                                        max_chars=OPENAI_TEXT_CHARS, param="input")
+    if body.stream_format == "sse":
+        return StreamingResponse(_sse(audio, body.input), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+    return StreamingResponse(audio, media_type=content_type(fmt))
+
+
+async def _sse(audio: AsyncIterator[bytes], text: str) -> AsyncIterator[str]:
+    """OpenAI's speech events: base64 audio deltas, then done with usage (tokens counted as words)."""
+    try:
+        async for data in audio:
+            yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+    except ApiError as err:
+        yield _event({"type": "error", **_error(err)})
+        return
+    words = len(text.split())
+    yield _event({"type": "speech.audio.done", "usage": {"input_tokens": words, "output_tokens": 0,
+                                                         "total_tokens": words}})
+
+
+def _event(data: dict) -> str:
+    return f"data: {json.dumps(data)}\n\n"
+
+
+@router.get("/audio/voices", summary="Voices for OpenAI-compatible clients (Open WebUI's convention)")
+async def audio_voices(language: str | None = None, svc: Services = Depends(services)):
+    return {"voices": [{"id": v["name"], "name": v["name"], "language": v["language"], "gender": v["gender"],
+                        "speaker_id": voice_id(v["engine"], v["name"])} for v in await speech.voices(svc, language)]}
 
 
 def _model_ids(svc: Services) -> list[str]:

@@ -84,7 +84,9 @@ class PiperTTS:
             return f"espeak-{language}"
         raise ApiError(404, "voice_not_found", f"No voice for language {language!r}; languages: {self.languages()}")
 
-    def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> Iterator[Speech]:
+    def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0,
+                   language: str | None = None) -> Iterator[Speech]:
+        """Each voice speaks its own language; `language` only matters to multilingual engines."""
         name = self.voice_for(voice, None)
         if name == self.piper_name:
             yield from self._piper(text, speed)

@@ -43,7 +43,8 @@ class Embedder(Backend, Protocol):
 
 class Synthesizer(Backend, Protocol):
     def voices(self) -> list[dict[str, Any]]: ...
-    def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> Iterator[Speech]: ...
+    def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0,
+                   language: str | None = None) -> Iterator[Speech]: ...
 
 
 class SpoofDetector(Backend, Protocol):

@@ -46,8 +46,11 @@ class XttsTTS:
                          extra={"voices": [v["name"] for v in self.voices()]})
 
     def voices(self) -> list[dict[str, Any]]:
-        return [{"name": p.stem, "language": "multilingual", "gender": "unknown", "sample_rate": self.sample_rate,
-                 "quality": "high", "engine": "xtts"} for p in sorted(self.voices_dir.glob("*.wav"))]
+        """One voice per reference WAV; each speaks every XTTS language (`languages`), listed under
+        the language its file name starts with (`fr_marie.wav` -> fr), else English."""
+        return [{"name": p.stem, "language": _language_of(p.stem), "languages": LANGUAGES, "gender": "unknown",
+                 "sample_rate": self.sample_rate, "quality": "high", "engine": "xtts", "reference_audio": p.name}
+                for p in sorted(self.voices_dir.glob("*.wav"))]
 
     def voice_for(self, voice: str | None, language: str | None) -> str:
         names = [v["name"] for v in self.voices()]
@@ -58,7 +61,17 @@ class XttsTTS:
         return voice or names[0]
 
     def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0,
-                   language: str = "en") -> Iterator[Speech]:
+                   language: str | None = None) -> Iterator[Speech]:
+        """`language` (the request's) is passed to XTTS; a language XTTS lacks is a 400."""
+        language = language or "en"
+        if language not in LANGUAGES:
+            raise ApiError(400, "language_not_supported", f"XTTS does not speak {language!r}; languages: "
+                                                          f"{LANGUAGES}", param="language")
         ref = self.voices_dir / f"{self.voice_for(voice, language)}.wav"
         wav = self.tts.tts(text=text, speaker_wav=str(ref), language=language, speed=speed)
         yield Speech(audio=np.asarray(wav, dtype=np.float32), sample_rate=self.sample_rate)
+
+
+def _language_of(name: str) -> str:
+    prefix = name.split("_")[0].split("-")[0].lower()
+    return prefix if prefix in LANGUAGES else "en"

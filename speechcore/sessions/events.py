@@ -41,6 +41,17 @@ class Configure(Event):
 
 
 @dataclass(frozen=True)
+class TextIn(Event):
+    """Text typed by the user: a whole turn that bypasses the ASR (and interrupts the agent at once)."""
+    text: str
+
+
+@dataclass(frozen=True)
+class Commit(Event):
+    """The user's turn is over now (push-to-talk release, or `commit` strategy `manual`)."""
+
+
+@dataclass(frozen=True)
 class EndOfInput(Event):
     """The client has no more input: flush what is open, send every result, then close."""
 
@@ -71,7 +82,7 @@ class SpeechStopped(TurnEvent):
 @dataclass(frozen=True)
 class TurnEnded(TurnEvent):
     """The turn is over: `silence` after its voice, `max_turn` reached, or `end_of_input`."""
-    reason: Literal["silence", "max_turn", "end_of_input"] = "silence"
+    reason: Literal["silence", "max_turn", "end_of_input", "commit"] = "silence"
     voiced_samples: int = 0
 
 
@@ -124,7 +135,38 @@ class AudioOut(Event):
 
 @dataclass(frozen=True)
 class Interrupted(Event):
-    """The user barged in: queued agent output was dropped; the client flushes its playback."""
+    """The user barged in: queued agent output was dropped; the client flushes its playback.
+
+    `heard` is the part of the agent's answer the user heard (what the history keeps)."""
+    heard: str = ""
+
+
+@dataclass(frozen=True)
+class Thinking(Event):
+    """The agent took the turn and the LLM is generating (`followup`: unprompted, after a silence)."""
+    language: str | None = None
+    followup: bool = False
+
+
+@dataclass(frozen=True)
+class AgentEnd(Event):
+    """The agent's text for this turn is complete (or was cut short: `interrupted`); audio may still follow."""
+    text: str = ""
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class Latency(Event):
+    """How long one step took: `asr` (end of speech -> final), `llm` (request -> first token),
+    `tts_first` (first clause -> its first audio), `total` (end of user turn -> first agent audio)."""
+    step: str
+    ms: float
+
+
+@dataclass(frozen=True)
+class StateChanged(Event):
+    """The conversation's state: listening, user_speaking, thinking or speaking."""
+    state: str
 
 
 # -- errors -----------------------------------------------------------------------------------------
@@ -134,6 +176,7 @@ class Error(Event):
     code: str
     message: str
     close_code: int | None = None     # set: the session ends with this WebSocket close code
+    source: str | None = None         # which service failed in a conversation: asr, llm or tts
 
 
 class StreamError(ApiError):

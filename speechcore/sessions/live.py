@@ -87,6 +87,19 @@ class LiveSession:
             for event in events:
                 await self._emit(event)
 
+    @property
+    def position(self) -> int:
+        """Samples through turn detection so far (the audio clock of the turn events)."""
+        return self.detector.clock
+
+    async def commit(self) -> None:
+        """End the open turn now (a client's commit) and wait for its final; the stream goes on."""
+        events = self.detector.commit()
+        self.transcriber.end_of_input(np.zeros(0, np.float32), events)
+        for event in events:
+            await self._emit(event)
+        await self.transcriber.finish()
+
     async def finish(self) -> None:
         """End of stream: the open turn (with audio too short for a frame) becomes final; wait for every result."""
         events = self.detector.finish(self._pending.size)

@@ -87,7 +87,11 @@ class TurnDetector:
         self._voiced, self._silence, self._stopped = self.clock - onset, 0, False
         return SpeechStarted(self.turn, onset, self._turn_start)
 
-    def _end(self, reason: Literal["silence", "max_turn", "end_of_input"], at: int) -> TurnEnded:
+    def commit(self) -> list[TurnEvent]:
+        """The client says the turn is over: end the open turn now (the stream goes on)."""
+        return [self._end("commit", self.clock)] if self.turn is not None else []
+
+    def _end(self, reason: Literal["silence", "max_turn", "end_of_input", "commit"], at: int) -> TurnEnded:
         assert self.turn is not None
         event = TurnEnded(self.turn, at, reason=reason, voiced_samples=self._voiced)
         self.turn, self._last_end = None, at
