@@ -133,18 +133,10 @@ class LiveTranscription:
         return await self.svc.vad.stream_probs(audio, state)
 
     async def _transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
-        asr = self.svc.asr(self.model)
-        request = ASRRequest(audio, [(0.0, len(audio) / SAMPLE_RATE)], options)
-        AsrLoad.in_flight[asr.deployment] = AsrLoad.in_flight.get(asr.deployment, 0) + 1
-        try:
-            return await asr.transcribe(request)
-        finally:
-            AsrLoad.in_flight[asr.deployment] -= 1
+        return await live_transcribe(self.svc, self.model, audio, options)
 
     def _asr_has_room(self) -> bool:
-        """Partials are previews: skip one while the ASR is backed up, so finals are not queued behind it."""
-        busy = AsrLoad.in_flight.get(self.svc.asr_deployment(self.model), 0)
-        return busy < self.settings.stream_partial_backlog
+        return asr_has_room(self.svc, self.model)
 
     # -- output -----------------------------------------------------------------------------------
     async def _emit(self, event: Event) -> None:
@@ -163,6 +155,24 @@ class LiveTranscription:
         except Exception as exc:  # logged here; the client gets a message without internals
             log.warning("voice profile failed: %r", exc)
             await self.send(Error("ssap_failed", f"Voice profiling of turn {turn} failed; transcripts go on."))
+
+
+async def live_transcribe(svc: Services, model: str | None, audio: np.ndarray,
+                          options: TranscribeOptions) -> Transcript:
+    """One live decode on the shared ASR deployment, counted in `AsrLoad`."""
+    asr = svc.asr(model)
+    request = ASRRequest(audio, [(0.0, len(audio) / SAMPLE_RATE)], options)
+    AsrLoad.in_flight[asr.deployment] = AsrLoad.in_flight.get(asr.deployment, 0) + 1
+    try:
+        return await asr.transcribe(request)
+    finally:
+        AsrLoad.in_flight[asr.deployment] -= 1
+
+
+def asr_has_room(svc: Services, model: str | None) -> bool:
+    """Partials are previews: skip one while the ASR is backed up, so finals are not queued behind it."""
+    busy = AsrLoad.in_flight.get(svc.asr_deployment(model), 0)
+    return busy < get_settings().stream_partial_backlog
 
 
 def _require(client: DeploymentClient) -> None:

@@ -61,6 +61,19 @@ class Settings(BaseSettings):
     llm_max_tokens: int = 512
     """Answer length when a chat request names neither `max_tokens` nor `max_completion_tokens`."""
 
+    # Voice chat (/ws/voice-chat)
+    voice_chat_language: str = "vi"
+    """Language of a voice chat whose config names none (the platform document's default); "auto": detected."""
+    voice_chat_idle_timeout_s: float = 60.0
+    """A voice chat with no message for this long (and no answer in progress) gets `disconnect` and closes (4408);
+    a client may shorten it with `?idle_timeout_s=`."""
+    voice_chat_max_sessions: int = 8
+    """Open voice chats per ingress replica (each also counts against `max_live_sessions`)."""
+    voice_chat_max_text_chars: int = 2000
+    """Longest `text_input`."""
+    voice_chat_followup_after_s: float = 0.0
+    """Default silence before a proactive follow-up (0: off; a config's `followup_after_s` overrides)."""
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -15,7 +15,7 @@ CHECKS = {
     "strict core": ["--strict", "--no-warn-return-any", "speechcore"],
     "deployments and graphs": ["deployments", "graphs/app.py", "graphs/services.py", "graphs/ingress.py",
                                "graphs/transcription.py", "graphs/speech.py", "graphs/voiceprints.py",
-                               "graphs/live.py", "graphs/tts_session.py", "graphs/transport.py", "graphs/middleware.py", "graphs/openapi.py",
+                               "graphs/live.py", "graphs/tts_session.py", "graphs/voice_chat.py", "graphs/transport.py", "graphs/middleware.py", "graphs/openapi.py",
                                "graphs/routers"],
 }
 

@@ -514,8 +514,9 @@ class Conversation:
         started, first_token = self.clock.now(), True
         buffer = ""
         options = ChatOptions(self.config.max_tokens, self.config.temperature)
+        deltas = self.llm.stream(self._messages(reply), options)
         try:
-            async for delta in self.llm.stream(self._messages(reply), options):
+            async for delta in deltas:
                 if first_token:
                     first_token = False
                     await self._emit(Latency("llm", self._ms_since(started)))
@@ -532,6 +533,8 @@ class Conversation:
             raise
         except Exception as exc:
             await self._emit(service_error("llm", exc, "The language model failed to answer"))
+        finally:
+            await aclose(deltas)
         reply.ended = True
         await self._emit(AgentEnd(reply.text.strip()))
 
@@ -560,13 +563,17 @@ class Conversation:
         started, rate = self.clock.now(), self.config.sample_rate
         frame = max(1, rate * self.config.frame_ms // 1000)
         first = True
-        async for chunk in self.tts.stream(text, reply.voice, reply.language):
-            audio = resample(np.asarray(chunk.audio, np.float32), chunk.sample_rate, rate)
-            if first and audio.size:
-                first = False
-                await self._emit(Latency("tts_first", self._ms_since(started)))
-            for at in range(0, audio.size, frame):
-                await self._play(reply, index, audio[at: at + frame])
+        chunks = self.tts.stream(text, reply.voice, reply.language)
+        try:
+            async for chunk in chunks:
+                audio = resample(np.asarray(chunk.audio, np.float32), chunk.sample_rate, rate)
+                if first and audio.size:
+                    first = False
+                    await self._emit(Latency("tts_first", self._ms_since(started)))
+                for at in range(0, audio.size, frame):
+                    await self._play(reply, index, audio[at: at + frame])
+        finally:
+            await aclose(chunks)
         reply.clauses[index].complete = True
 
     async def _play(self, reply: _Reply, index: int, audio: np.ndarray) -> None:
@@ -593,6 +600,13 @@ class Conversation:
 
     def _ms_since(self, then: float) -> float:
         return round((self.clock.now() - then) * 1000, 1)
+
+
+async def aclose(stream: AsyncIterator[Any]) -> None:
+    """Close a service's stream now (a barge-in or a gone client must stop it, not the garbage collector)."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
 
 
 def service_error(source: str, exc: BaseException, fallback: str) -> Error:
