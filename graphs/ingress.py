@@ -15,6 +15,7 @@ from graphs.routers import speakers as speaker_routes
 from graphs.routers import tts_platform
 from graphs.routers import voice as voice_routes
 from graphs.routers import voice_chat as voice_chat_routes
+from graphs.routers import webrtc as webrtc_routes
 from graphs.services import Services
 from speechcore.settings import get_settings
 from speechcore.spec import GraphSpec
@@ -33,6 +34,7 @@ app.include_router(stream_vad.router)
 app.include_router(gateway_stream.router)
 app.include_router(tts_platform.router)
 app.include_router(voice_chat_routes.router)
+app.include_router(webrtc_routes.router)
 
 
 # Requests and live sessions one ingress replica holds at once. Stalled uploads are cut after

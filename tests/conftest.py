@@ -15,6 +15,10 @@ os.environ["SPEECH_DATA_DIR"] = tempfile.mkdtemp(prefix="speech-test-data-")
 atexit.register(shutil.rmtree, os.environ["SPEECH_DATA_DIR"], True)
 # A short body deadline so the slow-client tests (tests/test_hostile.py) wait seconds, not a minute.
 os.environ.setdefault("SPEECH_BODY_TIMEOUT_S", "10")
+# WebRTC peers gather candidates on loopback only (tests/test_webrtc.py) and time out in seconds, not half a minute.
+os.environ.setdefault("SPEECH_WEBRTC_HOST_ADDRESSES", "127.0.0.1")
+os.environ.setdefault("SPEECH_WEBRTC_CONNECT_TIMEOUT_S", "8")
+os.environ.setdefault("SPEECH_WEBRTC_MEDIA_TIMEOUT_S", "5")
 
 from graphs import launch
 
