@@ -9,6 +9,8 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 # llama.cpp's default native build crashes on CPUs with AVX-512/AMX; build portable.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
 SYSTEM_PACKAGES := espeak-ng pocketsphinx-testdata alsa-utils festival
+# tests only: a real browser negotiates WebRTC with the server (tests/test_webrtc_browser.py)
+TEST_SYSTEM_PACKAGES := chromium
 CONFIG ?= configs/serve_cpu.yaml
 
 .PHONY: run test install system deps models fixtures bench bench-startup bench-transcription bench-admission clean train-anti-spoof eval-speakers cohort
@@ -54,6 +56,7 @@ deps: .venv .stamp-deps
 	touch $@
 
 .stamp-test-deps: requirements-test.txt .stamp-deps
+	$(MAKE) --no-print-directory system SYSTEM_PACKAGES="$(TEST_SYSTEM_PACKAGES)"
 	$(PIP) install -q -r requirements-test.txt
 	touch $@
 

@@ -1,13 +1,16 @@
-"""WebRTC voice agent signalling (speech platform family): `POST /offer`, `POST /ice`, `GET /webrtc/peers`.
+"""WebRTC voice agent signalling (speech platform family): `POST /offer`, `POST /ice`, `GET /webrtc/peers`,
+and `GET /webrtc`, a browser page that talks to the agent.
 
 The media then flows peer to peer between the browser and this ingress
 replica (graphs/rtc); see the README's "WebRTC voice agent" section.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from graphs import speech
@@ -79,3 +82,12 @@ async def ice(body: Ice):
 @router.get("/webrtc/peers", summary="WebRTC peers this ingress replica holds (also in GET /status)")
 async def peers():
     return PEERS.stats()
+
+
+PAGE = Path(__file__).resolve().parents[1] / "rtc" / "page.html"
+
+
+@router.get("/webrtc", response_class=HTMLResponse, summary="A browser page that holds a voice conversation "
+            "over WebRTC (query: language, speaker_id, prompt, autostart)")
+async def page():
+    return HTMLResponse(PAGE.read_text())
