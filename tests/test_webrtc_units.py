@@ -169,3 +169,44 @@ def test_bad_sdp_is_400_and_frees_the_slot(monkeypatch):
             run(peers.open(None, sdp, {}))
         assert bad.value.status == 400 and bad.value.code == "invalid_sdp"
     assert not peers.peers and peers.closes == {"offer refused": 2}
+
+
+def test_watchdog_closes_unconnected_and_silent_peers(monkeypatch):
+    """No ICE within the connect timeout, or a connected peer whose microphone stops: closed, slot freed."""
+    monkeypatch.setattr(rtc_peer, "VoiceChat", ScriptedChat)
+    monkeypatch.setattr(rtc_peer, "WATCH_INTERVAL_S", 0.2)
+    monkeypatch.setattr(get_settings(), "webrtc_connect_timeout_s", 1.0)
+    monkeypatch.setattr(get_settings(), "webrtc_media_timeout_s", 1.0)
+
+    async def offer(client: RTCPeerConnection) -> str:
+        client.addTrack(AgentTrack())
+        client.createDataChannel("chat")
+        await client.setLocalDescription(await client.createOffer())
+        return client.localDescription.sdp
+
+    async def scenario():
+        peers = rtc_peer.Peers()
+        lonely, silent = RTCPeerConnection(), RTCPeerConnection()
+        sdp = await offer(lonely)
+        bare = "".join(f"{line}\r\n" for line in sdp.splitlines()
+                       if not line.startswith(("a=candidate:", "a=end-of-candidates")))
+        await peers.open(None, bare, {})                             # never gets a candidate
+        peer = await peers.open(None, await offer(silent), {})       # candidates in the offer: connects
+        await silent.setRemoteDescription(RTCSessionDescription(peer.sdp, "answer"))
+        for _ in range(50):
+            if peer.pc.connectionState == "connected":
+                break
+            await asyncio.sleep(0.1)
+        silent.getSenders()[0].track.stop()                          # the microphone goes away
+        for _ in range(50):
+            if not peers.peers:
+                break
+            await asyncio.sleep(0.2)
+        closes = dict(peers.closes)
+        await lonely.close()
+        await silent.close()
+        return closes, peer
+
+    closes, peer = run(scenario())
+    assert closes == {"ICE did not connect": 1, "no microphone audio": 1}
+    assert peer.chat.closed and not peer.tasks
