@@ -2,7 +2,7 @@
 
 Rows, all in one run on the same machine:
 - in-process llama.cpp backend, the baseline: one context with 2 threads (requests take turns),
-  then two contexts with 1 thread each (two requests generate at once);
+  then two contexts with 1 thread each and with 2 threads each (two requests generate at once);
 - `POST /v1/chat/completions` streamed through Ray Serve with the CPU profile's LLM settings.
 Each request asks for `--tokens` tokens at temperature 0 with no stop, so every row generates
 the same amount of text. Tokens/s is all tokens generated over the wall time of the round.
@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     rows = []
-    for contexts, threads in ((1, 2), (2, 1)):
+    for contexts, threads in ((1, 2), (2, 1), (2, 2)):
         for concurrency in (1, 4):
             rounds = [in_process(contexts, threads, concurrency, args.tokens) for _ in range(args.rounds)]
             rows.append(row(f"in-process, {contexts} context(s) x {threads} thread(s)", concurrency, rounds))
