@@ -89,11 +89,9 @@ def main() -> None:
     ap.add_argument("--peers", default="1,2,3")
     args = ap.parse_args()
     port = free_port()
-    config = launch.load_config("configs/serve_cpu.yaml", port=port)
-    launch.start(config)
+    base_url = f"http://127.0.0.1:{port}"
+    launch.start(launch.load_config("configs/serve_cpu.yaml", port=port))     # deploys the CPU profile
     try:
-        launch.deploy(config)
-        base_url = f"http://127.0.0.1:{port}"
         launch.wait_ready(base_url)
         asyncio.run(webrtc_turn(base_url))                                     # warm-up
         ws = [asyncio.run(ws_turn(base_url)) for _ in range(args.rounds)]
