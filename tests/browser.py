@@ -42,17 +42,22 @@ class Browser:
         raise RuntimeError("chromium did not start")
 
     async def open(self, url: str) -> None:
-        target = httpx.put(f"http://127.0.0.1:{self.port}/json/new?{url}").json()
+        """A new tab navigated to `url` (by the protocol, so the URL's own query string stays whole)."""
+        target = httpx.put(f"http://127.0.0.1:{self.port}/json/new?about:blank").json()
         self._ws = await connect(target["webSocketDebuggerUrl"], max_size=None)
+        await self.send("Page.navigate", {"url": url})
 
-    async def evaluate(self, expression: str) -> Any:
+    async def send(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         self._id += 1
-        await self._ws.send(json.dumps({"id": self._id, "method": "Runtime.evaluate",
-                                        "params": {"expression": expression, "returnByValue": True}}))
+        await self._ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
         while True:
             reply = json.loads(await self._ws.recv())
             if reply.get("id") == self._id:
-                return reply["result"]["result"].get("value")
+                return dict(reply.get("result", {}))
+
+    async def evaluate(self, expression: str) -> Any:
+        result = await self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        return result["result"].get("value")
 
     async def wait(self, expression: str, timeout_s: float) -> Any:
         async def loop() -> Any:
