@@ -9,7 +9,8 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 # llama.cpp's default native build crashes on CPUs with AVX-512/AMX; build portable.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
 SYSTEM_PACKAGES := espeak-ng pocketsphinx-testdata alsa-utils festival postgresql
-# Only `make test` needs these: a real headless browser for the /test page (tests/test_browser_voice_layer.py).
+# Only `make test` needs these: a real headless browser for the /test page and WebRTC
+# (tests/test_browser_voice_layer.py, tests/test_webrtc_browser.py).
 TEST_SYSTEM_PACKAGES := chromium
 CONFIG ?= configs/serve_cpu.yaml
 
@@ -60,6 +61,7 @@ deps: .venv .stamp-deps
 	touch $@
 
 .stamp-test-deps: requirements-test.txt .stamp-deps
+	$(MAKE) --no-print-directory system SYSTEM_PACKAGES="$(TEST_SYSTEM_PACKAGES)"
 	$(PIP) install -q -r requirements-test.txt
 	touch $@
 

@@ -17,6 +17,7 @@ from graphs.routers import tts_platform
 from graphs.routers import voice as voice_routes
 from graphs.routers import voice_chat as voice_chat_routes
 from graphs.routers import voice_layer
+from graphs.routers import webrtc as webrtc_routes
 from graphs.services import Services
 from speechcore.settings import get_settings
 from speechcore.spec import GraphSpec
@@ -41,6 +42,7 @@ app.include_router(webui.router)
 webui.mount(app)
 app.include_router(voice_chat_routes.router)
 app.include_router(voice_layer.router)
+app.include_router(webrtc_routes.router)
 
 
 # Requests and live sessions one ingress replica holds at once. Stalled uploads are cut after

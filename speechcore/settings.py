@@ -5,10 +5,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class IceServer(BaseModel):
+    """One STUN or TURN server for WebRTC peers (RTCIceServer's fields)."""
+    urls: list[str] | str
+    username: str | None = None
+    credential: str | None = None
 
 
 class Settings(BaseSettings):
@@ -118,11 +125,29 @@ class Settings(BaseSettings):
     """True: a session's `backend.api_key`/`base_url`/`registration_id` may override the deployed ones."""
     voice_layer_system_prompt: str | None = None
     """System prompt of voice-layer sessions on the server's own LLM (None: the conversation default)."""
+    # WebRTC voice agent (graphs/rtc, POST /offer and /ice)
+    webrtc_max_peers: int = 4
+    """Peer connections one ingress replica holds; one more `/offer` is refused (503 `too_many_peers`)."""
+    webrtc_ice_servers: list[IceServer] = []
+    """STUN/TURN servers for the server's peers, JSON: `[{"urls": ["stun:host:3478"]}, {"urls":
+    ["turn:host:3478", "turns:host:3478"], "username": "...", "credential": "..."}]`. None: host candidates
+    only (enough on a LAN or with a public address)."""
+    webrtc_host_addresses: Annotated[list[str], NoDecode] = []
+    """Addresses host candidates are gathered on (comma-separated); empty: every interface but loopback."""
+    webrtc_connect_timeout_s: float = 30.0
+    """A peer whose ICE and DTLS have not connected this long after its offer is closed."""
+    webrtc_media_timeout_s: float = 30.0
+    """A connected peer whose microphone track delivers nothing for this long is closed."""
 
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         return [o.strip().rstrip("/") for o in value.split(",") if o.strip()] if isinstance(value, str) else value
+
+    @field_validator("webrtc_host_addresses", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: object) -> object:
+        return [a.strip() for a in value.split(",") if a.strip()] if isinstance(value, str) else value
 
 
 @lru_cache

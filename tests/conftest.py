@@ -17,6 +17,10 @@ atexit.register(shutil.rmtree, os.environ["SPEECH_DATA_DIR"], True)
 os.environ.setdefault("SPEECH_BODY_TIMEOUT_S", "10")
 # The job API's own upload limit (MAX_UPLOAD_BYTES), small so tests/test_jobs_api.py can cross it.
 os.environ.setdefault("SPEECH_JOB_MAX_UPLOAD_BYTES", str(3 * 1024 * 1024))
+# WebRTC peers gather candidates on loopback only (tests/test_webrtc.py) and time out in seconds, not half a minute.
+os.environ.setdefault("SPEECH_WEBRTC_HOST_ADDRESSES", "127.0.0.1")
+os.environ.setdefault("SPEECH_WEBRTC_CONNECT_TIMEOUT_S", "8")
+os.environ.setdefault("SPEECH_WEBRTC_MEDIA_TIMEOUT_S", "5")
 
 from graphs import launch
 

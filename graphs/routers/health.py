@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from graphs.routers import services
+from graphs.rtc.peer import PEERS
 from graphs.services import Services
 
 router = APIRouter(tags=["health"])
@@ -45,4 +46,5 @@ async def status(svc: Services = Depends(services)):
                      "device": spec.device, "status": state.status, "ready": state.ready,
                      "replicas": state.replicas, "scales_to_zero": state.scales_to_zero,
                      "message": state.message, "path": info.get("path"), "size_bytes": info.get("size_bytes")})
-    return {"status": "ok" if svc.readiness.all_ready() else "degraded", "deployments": rows}
+    return {"status": "ok" if svc.readiness.all_ready() else "degraded", "deployments": rows,
+            "webrtc": PEERS.stats()}
