@@ -127,15 +127,15 @@ def _limited(receive, limit: int, timeout_s: float, message: str | None = None):
         if done:   # the body is in; later receives wait for the disconnect, unbounded
             return await receive()
         try:
-            message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            event = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
             raise BodyTimeout(timeout_s) from None
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
+        if event["type"] == "http.request":
+            seen += len(event.get("body", b""))
             if seen > limit:
                 raise UploadTooLarge(limit, message)
-            done = not message.get("more_body", False)
-        return message
+            done = not event.get("more_body", False)
+        return event
 
     return wrapped
 

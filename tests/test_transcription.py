@@ -141,8 +141,8 @@ def test_gateway_missing_audio_field_is_400_in_gateway_shape(base_url):
 
 def test_gateway_lists_the_real_models(base_url):
     models = {m["name"]: m for m in httpx.get(f"{base_url}/v1/speech/models").json()["models"]}
-    assert set(models) == {"whisper-base", "whisper-tiny.en"}
-    assert models["whisper-tiny.en"]["languages"] == ["en"]
+    assert set(models) == {"whisper-base", "whisper-tiny.en", "moonshine-base"}
+    assert models["whisper-tiny.en"]["languages"] == models["moonshine-base"]["languages"] == ["en"]
     assert {"en", "de", "fr", "cs"} <= set(models["whisper-base"]["languages"])
     assert all(m["loaded"] and m["size_bytes"] > 50_000_000 for m in models.values())
 
