@@ -177,7 +177,7 @@ class JobService:
         if job is None or job.status != "queued":
             return
         params = JobParams(**job.params)
-        effective = params.effective()
+        effective = {**params.effective(), "voiceprint_threshold": self.policy().threshold}
         await self._step(job_id, "converting", 0.05)
         audio = await self.convert(self.root / job.audio_path)
         if effective["denoise_model"] != "none":
@@ -240,7 +240,10 @@ class JobService:
     def policy(self) -> MatchPolicy:
         options = EmbedderOptions.model_validate({k: v for k, v in self.svc.spec.role("speaker_embedding")
                                                  .options.items() if k in EmbedderOptions.model_fields})
-        return MatchPolicy(threshold=get_settings().voiceprint_threshold, asnorm_threshold=options.as_norm_threshold,
+        # VOICEPRINT_THRESHOLD when set; else the embedding model's calibrated cosine threshold (the reference's
+        # 0.75 is Resemblyzer's scale, ERes2Net's is 0.35), with the reference's floor 0.15 below it.
+        threshold = get_settings().voiceprint_threshold or options.cosine_threshold
+        return MatchPolicy(threshold=threshold, floor=threshold - 0.15, asnorm_threshold=options.as_norm_threshold,
                            min_cohort=options.min_cohort, top_n=options.as_norm_top_n)
 
     def candidates(self) -> list[Candidate]:

@@ -87,8 +87,10 @@ class Settings(BaseSettings):
         "SPEECH_DENOISE_MODEL", "DENOISE_MODEL", "denoise_model"))
     denoise_snr_threshold: float = Field(10.0, validation_alias=AliasChoices(
         "SPEECH_DENOISE_SNR_THRESHOLD", "DENOISE_SNR_THRESHOLD", "denoise_snr_threshold"))
-    voiceprint_threshold: float = Field(0.75, validation_alias=AliasChoices(
+    voiceprint_threshold: float | None = Field(None, validation_alias=AliasChoices(
         "SPEECH_VOICEPRINT_THRESHOLD", "VOICEPRINT_THRESHOLD", "voiceprint_threshold"))
+    """Raw-cosine match threshold of job voiceprints; unset: the embedding model's calibrated
+    `cosine_threshold` (Resemblyzer 0.75 as the reference, ERes2Net 0.35)."""
     diarization_pipeline: str | None = None
     """GPU profile: a local pyannote.audio pipeline (directory or config.yaml) used instead of the
     window-embedding clustering; needs pyannote.audio installed (imported only when set)."""

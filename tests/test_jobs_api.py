@@ -79,7 +79,7 @@ def test_completed_job_has_two_speakers_and_the_words(done):
     words = [w for s in segs for w in s.get("words", [])]
     assert words and all(0 <= w["score"] <= 1 and w["start"] <= w["end"] for w in words)
     assert result["params"] == {"language": "en", "denoise_model": "none", "snr_threshold": 10.0,
-                                "voiceprint_threshold": 0.75, "min_speakers": 0, "max_speakers": 0,
+                                "voiceprint_threshold": 0.35, "min_speakers": 0, "max_speakers": 0,
                                 "no_repeat_ngram_size": 3}
     assert {a["filename"] for a in result["artifacts"]["stable"]} == {"result.json", "emb_SPEAKER_00.npy",
                                                                        "emb_SPEAKER_01.npy"}
