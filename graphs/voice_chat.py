@@ -220,15 +220,17 @@ class VoiceChat:
             url = checked_url(links.asr_ws_url, ("ws", "wss"), "asr_ws_url")
             turn = {"language": config.language, "silence_ms": config.silence_ms}
             return lambda emit: WebSocketASR(url, emit, turn)
+        # no model named: the language's live default (config `live_asr`: Moonshine for English on the CPU profile)
+        model = links.model or self.svc.spec.live_asr.get(config.language or "")
         try:
             self.svc.vad.handle()
-            self.svc.asr(links.model).handle()
+            self.svc.asr(model).handle()
         except ApiError as err:
             message = f"{err.message} Speech is not transcribed; text input still works."
             self._spawn(self.send(Error(err.code, message, source="asr")))
             return lambda emit: NoRecognizer()
         options = StreamOptions(**config.turn_fields(), language=config.language)
-        return lambda emit: self._live(links.model, options, emit)
+        return lambda emit: self._live(model, options, emit)
 
     def _live(self, model: str | None, options: StreamOptions, emit: Emit) -> Recognizer:
         async def transcribe(audio: np.ndarray, opts: TranscribeOptions) -> Transcript:

@@ -216,6 +216,68 @@ def test_spoken_turn_gets_streamed_text_and_paced_audio():
                                                              ("assistant", ANSWER)]
 
 
+def test_answer_is_prepared_in_the_closing_silence_and_sent_when_the_final_confirms_it():
+    """A pause starts the LLM and the first TTS audio on the guessed final; nothing reaches the client before
+    the turn's Final, and then the first audio goes out at once."""
+    async def go():
+        h = Harness(language="en", silence_ms=600)
+        await h.say(1.0, then_silence=0.4)          # paused, turn still open
+        prepared = (len(h.llm.calls), len(h.tts.calls), [type(e).__name__ for _, e in h.events])
+        await h.say(0.0, then_silence=0.6)
+        await h.clock.advance(15)
+        return h, prepared
+    h, (llm_calls, tts_calls, seen) = run(go())
+    assert (llm_calls, tts_calls) == (1, 1)
+    assert not {"Final", "Thinking", "AgentText", "AudioOut", "Latency"} & set(seen)
+    final_at = next(t for t, e in h.events if isinstance(e, Final))
+    first_audio = next(t for t, e in h.events if isinstance(e, AudioOut))
+    assert first_audio == final_at
+    assert len(h.llm.calls) == 1 and "".join(e.text for e in h.of(AgentText)) == ANSWER
+    assert h.states() == ["user_speaking", "listening", "thinking", "speaking", "listening"]
+    assert [(m.role, m.content) for m in h.conv.history] == [("user", "What is the weather like?"),
+                                                             ("assistant", ANSWER)]
+
+
+def test_speech_resuming_after_a_pause_drops_the_prepared_answer():
+    async def go():
+        h = Harness(language="en", silence_ms=600)
+        await h.say(1.0, then_silence=0.3)
+        h.next_text = "What is the weather like in Paris?"
+        await h.say(0.8, then_silence=1.0)
+        await h.clock.advance(15)
+        return h
+    h = run(go())
+    assert len(h.llm.calls) == 2 and h.llm.cancelled == 1
+    assert h.llm.calls[1][-1].content == "What is the weather like in Paris?"
+    assert len(h.of(Thinking)) == 1 and len(h.of(AgentEnd)) == 1         # the dropped answer never showed
+    assert "".join(e.text for e in h.of(AgentText)) == ANSWER
+    assert [m.content for m in h.conv.history] == ["What is the weather like in Paris?", ANSWER]
+
+
+def test_a_turn_too_short_to_answer_drops_the_prepared_answer():
+    async def go():
+        h = Harness(language="en", silence_ms=600, min_speech_ms=400)
+        await h.say(0.2, then_silence=2.0)
+        await h.clock.advance(5)
+        return h
+    h = run(go())
+    assert len(h.llm.calls) == 1 and h.conv._guess is None       # prepared, then dropped
+    assert not h.of(Final) and not h.of(Thinking) and not h.of(AudioOut) and h.conv.history == []
+    assert h.states() == ["user_speaking", "listening"]
+
+
+def test_text_input_during_a_pause_replaces_the_prepared_answer():
+    async def go():
+        h = Harness(language="en", silence_ms=600)
+        await h.say(1.0, then_silence=0.3)
+        await h.conv.handle(TextIn("Tell me a joke."))
+        await h.clock.advance(15)
+        return h
+    h = run(go())
+    assert h.llm.cancelled >= 1 and h.llm.calls[-1][-1].content.endswith("Tell me a joke.")
+    assert len(h.of(Thinking)) == 1
+
+
 def test_barge_in_stops_everything_and_keeps_what_was_heard():
     async def go():
         h = Harness(language="en")

@@ -31,7 +31,12 @@ Contract (what transports and services build on)
 Behaviour
 ---------
 - A user turn is answered when its `Final` arrives (`commit="vad"`) or on
-  `Commit` (`commit="manual"`: finals are gathered until then). Its language
+  `Commit` (`commit="manual"`: finals are gathered until then).
+- Speculation: a recognizer's `Guess` (the open turn decoded at a pause)
+  starts the answer at once, held back (LLM and first TTS audio run, nothing
+  is sent) while the silence that ends the turn runs. The turn's `Final` with
+  the same text releases it; speech resuming, a different final, a dropped
+  turn or any other input cancels it. The user sees no difference but time. Its language
   is a `[xx]` prefix of the text, else the ASR's detected language, else
   `config.language`; the LLM is told to answer in it and the voice follows it.
 - The answer streams: LLM deltas are sent as they come, cut into clauses
@@ -70,7 +75,7 @@ from speechcore.errors import ApiError
 from speechcore.languages import NAMES
 from speechcore.schemas import ChatMessage, Speech
 from speechcore.sessions.events import (AgentEnd, AgentText, AudioIn, AudioOut, Commit, Configure, EndOfInput, Error,
-                                        Event, Final, Interrupted, Latency, SpeechStarted, SpeechStopped,
+                                        Event, Final, Guess, Interrupted, Latency, SpeechStarted, SpeechStopped,
                                         StateChanged, TextIn, Thinking, TurnEnded)
 from speechcore.sessions.turns import ms_to_samples, with_fields
 
@@ -225,6 +230,14 @@ def next_clause(buffer: str, first: bool) -> tuple[str | None, str]:
     return buffer[:cut].strip(), buffer[cut:]
 
 
+def with_user(history: list[ChatMessage], text: str) -> list[ChatMessage]:
+    """The history after a user turn: an unanswered user message and this one become one message."""
+    last = history[-1] if history else None
+    if last is not None and last.role == "user":
+        return [*history[:-1], ChatMessage("user", f"{last.content} {text}")]
+    return [*history, ChatMessage("user", text)]
+
+
 def speakable(clause: str) -> bool:
     return any(c.isalnum() for c in clause)
 
@@ -289,6 +302,14 @@ def heard_text(clauses: list[_Clause], heard: dict[int, float]) -> str:
 
 # -- one answer ------------------------------------------------------------------------------------
 @dataclass
+class _Guess:
+    turn: int
+    text: str
+    language: str | None
+    reply: _Reply
+
+
+@dataclass
 class _Reply:
     language: str | None
     voice: str | None
@@ -300,6 +321,9 @@ class _Reply:
     audio_sent: bool = False
     tts_failed: bool = False
     task: asyncio.Task[None] | None = None
+    messages: list[ChatMessage] = field(default_factory=list)
+    held: list[Event] | None = None           # a speculative reply's events, kept until its turn is confirmed
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
     def heard(self, now: float) -> str:
         """What the user got: the played audio, or the shown text when there was no audio."""
@@ -324,6 +348,7 @@ class Conversation:
         self.language = config.language            # the conversation's language so far
         self.recognizer = recognizer(self._on_recognized)
         self._reply: _Reply | None = None
+        self._guess: _Guess | None = None             # an answer started on a Guess, not yet confirmed
         self._candidate: SpeechStarted | None = None   # speech during the agent's turn, not yet a barge-in
         self._turn_ended_at: float | None = None
         self._pending: list[str] = []                 # finals gathered for a manual commit
@@ -364,8 +389,9 @@ class Conversation:
     async def close(self) -> None:
         """The client is gone: cancel and await everything this conversation started."""
         self._closed = True
-        tasks = [t for t in (self._followup, self._reply.task if self._reply else None) if t is not None]
-        self._reply = None
+        replies = [r for r in (self._reply, self._guess.reply if self._guess else None) if r is not None]
+        tasks = [t for t in (self._followup, *(r.task for r in replies)) if t is not None]
+        self._reply, self._guess = None, None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -375,11 +401,15 @@ class Conversation:
     async def _on_recognized(self, event: Event) -> None:
         if self._closed:
             return
+        if isinstance(event, Guess):
+            await self._on_guess(event)
+            return
         if isinstance(event, Error) and event.source is None:
             event = Error(event.code, event.message, event.close_code, source="asr")
         await self._emit(event)
         if isinstance(event, SpeechStarted):
             self._cancel_followup()
+            await self._drop_guess()
             if self._reply is None:
                 await self._set_state(USER_SPEAKING)
             elif self.config.barge_in:
@@ -390,6 +420,8 @@ class Conversation:
         elif isinstance(event, TurnEnded):
             self._candidate = None
             self._turn_ended_at = self.clock.now()
+            if event.voiced_samples < ms_to_samples(self.config.min_speech_ms):
+                await self._drop_guess()                 # too short: the recognizer sends no final
             if self._reply is None and self.state == USER_SPEAKING:
                 await self._set_state(LISTENING)
         elif isinstance(event, Final):
@@ -406,30 +438,74 @@ class Conversation:
         if self.config.commit == "manual":
             self._pending.append(text if language == self.language else f"[{language}] {text}")
             return
-        await self._user_turn(text, language)
+        await self._user_turn(text, language, turn=event.turn)
 
-    # -- turns ------------------------------------------------------------------------------------------
-    async def _user_turn(self, text: str, language: str | None) -> None:
+    async def _on_guess(self, event: Guess) -> None:
+        """Start answering the open turn's likely final; nothing is sent until its Final confirms it."""
+        if self._reply is not None or self.config.commit != "vad" or self._closed:
+            return
+        text, language = route_language(event.transcript.text.strip(), event.transcript.language, self.language)
         if not text.strip():
             return
+        await self._drop_guess()
+        reply = self._new_reply(language or self.language, False, with_user(self.history, text), held=True)
+        self._guess = _Guess(event.turn, text, language, reply)
+
+    async def _drop_guess(self) -> None:
+        guess, self._guess = self._guess, None
+        if guess is not None and guess.reply.task is not None:
+            guess.reply.task.cancel()
+            await asyncio.gather(guess.reply.task, return_exceptions=True)
+
+    async def _confirmed_guess(self, turn: int | None, text: str, language: str | None) -> _Reply | None:
+        """The speculative answer when this final is the one it guessed (else it is cancelled)."""
+        guess = self._guess
+        if guess is not None and guess.turn == turn and guess.text == text and guess.language == language:
+            self._guess = None
+            return guess.reply
+        await self._drop_guess()
+        return None
+
+    # -- turns ------------------------------------------------------------------------------------------
+    async def _user_turn(self, text: str, language: str | None, turn: int | None = None) -> None:
+        if not text.strip():
+            return
+        guessed = await self._confirmed_guess(turn, text, language)
         if self._reply is not None:
             await self._interrupt()
         self._cancel_followup()
         self._followups = 0
         self.language = language or self.language
-        last = self.history[-1] if self.history else None
-        if last is not None and last.role == "user":         # an unanswered turn: one message
-            self.history[-1] = ChatMessage("user", f"{last.content} {text}")
-        else:
-            self.history.append(ChatMessage("user", text))
-        self._start_reply(followup=False)
+        self.history = with_user(self.history, text)
+        if guessed is None:
+            self._start_reply(followup=False)
+            return
+        self._reply = guessed
+        await self._release(guessed)
 
     def _start_reply(self, followup: bool) -> None:
-        language = self.language
+        self._reply = self._new_reply(self.language, followup, self.history)
+
+    def _new_reply(self, language: str | None, followup: bool, history: list[ChatMessage],
+                   held: bool = False) -> _Reply:
         voice = self.voice_for(language) if self.voice_for else None
-        reply = _Reply(language, voice or self.config.voice, followup)
-        self._reply = reply
+        reply = _Reply(language, voice or self.config.voice, followup, held=[] if held else None)
+        reply.messages = self._messages(language, followup, history)
+        if not held:
+            reply.released.set()
         reply.task = asyncio.ensure_future(self._run_reply(reply))
+        return reply
+
+    async def _release(self, reply: _Reply) -> None:
+        """A confirmed speculative answer: what it held is sent in order, then it talks directly."""
+        while reply.held:
+            event = reply.held.pop(0)
+            if isinstance(event, StateChanged):
+                await self._set_state(event.state)
+            else:
+                await self._emit(event)
+        reply.held = None
+        reply.released.set()
 
     async def _check_barge_in(self) -> None:
         start = self._candidate
@@ -475,16 +551,29 @@ class Conversation:
             self._start_reply(followup=True)
 
     # -- one answer -------------------------------------------------------------------------------------
-    def _messages(self, reply: _Reply) -> list[ChatMessage]:
-        system = ChatMessage("system", self.config.system_prompt + language_instruction(reply.language))
+    def _messages(self, language: str | None, followup: bool, history: list[ChatMessage]) -> list[ChatMessage]:
+        system = ChatMessage("system", self.config.system_prompt + language_instruction(language))
         extra = [ChatMessage("system", FOLLOWUP_PROMPT.format(seconds=self.config.followup_after_s))] \
-            if reply.followup else []
+            if followup else []
         budget = self.config.history_max_tokens - approx_tokens(system.content)
-        return [system, *bounded_history(self.history, budget), *extra]
+        return [system, *bounded_history(history, budget), *extra]
+
+    async def _say(self, reply: _Reply, event: Event) -> None:
+        """One event of a reply: sent, or held while the reply is speculative."""
+        if reply.held is not None:
+            reply.held.append(event)
+        else:
+            await self._emit(event)
+
+    async def _reply_state(self, reply: _Reply, state: State) -> None:
+        if reply.held is not None:
+            reply.held.append(StateChanged(state))
+        else:
+            await self._set_state(state)
 
     async def _run_reply(self, reply: _Reply) -> None:
-        await self._set_state(THINKING)
-        await self._emit(Thinking(reply.language, reply.followup))
+        await self._reply_state(reply, THINKING)
+        await self._say(reply, Thinking(reply.language, reply.followup))
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
         speaker = asyncio.ensure_future(self._speak(reply, clauses)) if self.tts is not None else None
         try:
@@ -492,6 +581,7 @@ class Conversation:
             clauses.put_nowait(None)
             if speaker is not None:
                 await speaker
+            await reply.released.wait()
             await self.clock.sleep(reply.playback.lead(self.clock.now()))     # until the client played it all
         finally:
             if speaker is not None and not speaker.done():
@@ -508,14 +598,14 @@ class Conversation:
         started, first_token = self.clock.now(), True
         buffer = ""
         options = ChatOptions(self.config.max_tokens, self.config.temperature)
-        deltas = self.llm.stream(self._messages(reply), options)
+        deltas = self.llm.stream(reply.messages, options)
         try:
             async for delta in deltas:
                 if first_token:
                     first_token = False
-                    await self._emit(Latency("llm", self._ms_since(started)))
+                    await self._say(reply, Latency("llm", self._ms_since(started)))
                 reply.text += delta
-                await self._emit(AgentText(delta))
+                await self._say(reply, AgentText(delta))
                 buffer += delta
                 while True:
                     clause, buffer = next_clause(buffer, first=not reply.clauses)
@@ -527,11 +617,11 @@ class Conversation:
             raise
         except Exception as exc:
             raise_if_cancelled()
-            await self._emit(service_error("llm", exc, "The language model failed to answer"))
+            await self._say(reply, service_error("llm", exc, "The language model failed to answer"))
         finally:
             await aclose(deltas)
         reply.ended = True
-        await self._emit(AgentEnd(reply.text.strip()))
+        await self._say(reply, AgentEnd(reply.text.strip()))
 
     def _queue_clause(self, reply: _Reply, clauses: asyncio.Queue[str | None], clause: str) -> None:
         if speakable(clause):
@@ -551,7 +641,8 @@ class Conversation:
                 except Exception as exc:
                     raise_if_cancelled()
                     reply.tts_failed = True
-                    await self._emit(service_error("tts", exc, "Speech synthesis failed; the answer goes on as text"))
+                    await self._say(reply, service_error("tts", exc,
+                                                         "Speech synthesis failed; the answer goes on as text"))
             index += 1
 
     async def _speak_clause(self, reply: _Reply, index: int, text: str) -> None:
@@ -565,7 +656,7 @@ class Conversation:
                 audio = resample(np.asarray(chunk.audio, np.float32), chunk.sample_rate, rate)
                 if first and audio.size:
                     first = False
-                    await self._emit(Latency("tts_first", self._ms_since(started)))
+                    await self._say(reply, Latency("tts_first", self._ms_since(started)))
                 for at in range(0, audio.size, frame):
                     await self._play(reply, index, audio[at: at + frame])
         finally:
@@ -573,7 +664,9 @@ class Conversation:
         reply.clauses[index].complete = True
 
     async def _play(self, reply: _Reply, index: int, audio: np.ndarray) -> None:
-        """Send one frame once the client's playback is within `playback_lead_ms` of it."""
+        """Send one frame once the client's playback is within `playback_lead_ms` of it (and the reply is
+        confirmed: a speculative one has its first frame ready when it is)."""
+        await reply.released.wait()
         wait = reply.playback.lead(self.clock.now()) - self.config.playback_lead_ms / 1000
         if wait > 0:
             await self.clock.sleep(wait)

@@ -111,6 +111,18 @@ class Final(Transcription):
 
 
 @dataclass(frozen=True)
+class Guess(Event):
+    """The open turn's likely final, decoded at a pause (`SpeechStopped`) before the turn has ended.
+
+    Not for clients (no transport renders it): it lets a conversation start its
+    answer while the silence that ends the turn is still running. The `Final`
+    that follows for the same turn carries the same transcript unless speech resumed.
+    """
+    turn: int
+    transcript: Transcript
+
+
+@dataclass(frozen=True)
 class VoiceProfile(Event):
     """Voice properties (e.g. gender probabilities) of a finished turn, after its final."""
     turn: int

@@ -4,7 +4,8 @@ Partials whenever `partial_interval` more voiced audio has arrived (one in
 flight, none while a speculative final is pending or the ASR is backed up,
 none that fails Whisper's own quality signals: speechcore.sessions.quality),
 the final decode started speculatively on `SpeechStopped` (dropped if speech
-resumes, reused as the final if the turn ends), finals emitted in turn order.
+resumes, announced as a `Guess` while the turn is still open, reused as the
+final if the turn ends), finals emitted in turn order.
 Model-free: `transcribe` is an injected async callable.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pydantic import Field
 from speechcore.audio import SAMPLE_RATE
 from speechcore.errors import ApiError
 from speechcore.schemas import TranscribeOptions, Transcript
-from speechcore.sessions.events import (Error, Event, Final, Partial, SpeechStarted, SpeechStopped,
+from speechcore.sessions.events import (Error, Event, Final, Guess, Partial, SpeechStarted, SpeechStopped,
                                         TurnEnded, TurnEvent, error_event)
 from speechcore.sessions.quality import MIN_PARTIAL_VOICED_S, within_audio, without_repeats, worth_showing
 from speechcore.sessions.turns import TurnOptions, ms_to_samples, with_fields
@@ -113,6 +114,7 @@ class TurnTranscriber:
             elif isinstance(event, SpeechStopped) and turn.guess is None:
                 turn.guess_end = self._clock
                 turn.guess = self._spawn(self._decode(turn.audio(), final=True))
+                self._spawn(self._announce_guess(turn, turn.guess))
             elif isinstance(event, TurnEnded):
                 self._end_turn(turn)
                 return
@@ -205,6 +207,13 @@ class TurnTranscriber:
         if self.language is None and transcript.language:
             self.language = transcript.language          # detection costs a pass: do it once
         return transcript
+
+    async def _announce_guess(self, turn: _Turn, guess: asyncio.Task[Any]) -> None:
+        """`Guess` once the speculative decode is done, if its turn is still open and paused."""
+        await asyncio.wait([guess])
+        if self._turn is turn and turn.guess is guess and not guess.cancelled() and guess.exception() is None \
+                and guess.result().text.strip() and self._finals_done == turn.id:
+            await self._emit(Guess(turn.id, guess.result()))
 
     async def _partial(self, turn: _Turn) -> None:
         try:
