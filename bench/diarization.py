@@ -15,6 +15,7 @@ Run: .venv/bin/python bench/diarization.py  (starts its own app twice; ~10 min o
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 import os
@@ -40,13 +41,23 @@ from tests.speech import CALL  # noqa: E402
 JOBS = 3
 
 
-def der_table() -> np.ndarray:
-    from speechcore.backends.resemblyzer_embedding import ResemblyzerEmbedding
+def region_finder():
     from speechcore.backends.silero_vad import SileroVAD
 
     vad = SileroVAD(BackendSpec(backend="silero-onnx", model="silero-vad"))
+    return lambda a: speech_regions(vad.frame_probs(a), len(a) / 16000, RegionOptions())
+
+
+def mixed() -> np.ndarray:
+    """The built two-speaker mix alone (what the job tables submit)."""
+    return two_speaker_mix(region_finder())[0]
+
+
+def der_table() -> np.ndarray:
+    from speechcore.backends.resemblyzer_embedding import ResemblyzerEmbedding
+
     emb = ResemblyzerEmbedding(BackendSpec(backend="resemblyzer", model="resemblyzer", options={"threads": 2}))
-    regions_of = lambda a: speech_regions(vad.frame_probs(a), len(a) / 16000, RegionOptions())  # noqa: E731
+    regions_of = region_finder()
 
     async def embed(clip: np.ndarray) -> np.ndarray:
         return emb.embed_batch([clip])[0]
@@ -130,17 +141,22 @@ def throughput(client: httpx.Client, mix: np.ndarray, phase: int) -> tuple[float
 
 
 def main() -> None:
-    mix = der_table()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--throughput-only", action="store_true", help="skip DER and the upload-to-completed table")
+    args = ap.parse_args()
+    mix = mixed() if args.throughput_only else der_table()
     one: dict[str, object] = {}
 
     def first(client: httpx.Client) -> None:
-        one["latency"] = latency(client, mix)
+        if not args.throughput_only:
+            one["latency"] = latency(client, mix)
         one["throughput"] = throughput(client, mix, 1)
 
     with_app(1, first)
     four = with_app(4, lambda c: throughput(c, mix, 4))
-    table("Upload to completed (1 worker, diarized transcription, whisper-base)",
-          ["recording", "audio s", "seconds", "s per audio s"], one["latency"])  # type: ignore[arg-type]
+    if not args.throughput_only:
+        table("Upload to completed (1 worker, diarized transcription, whisper-base)",
+              ["recording", "audio s", "seconds", "s per audio s"], one["latency"])  # type: ignore[arg-type]
     base = one["throughput"][0]  # type: ignore[index]
     table(f"Throughput, {JOBS} distinct {len(mix) / 16000:.0f} s jobs submitted at once",
           ["workers", "jobs/min", "audio hours/hour", "vs 1 worker"],

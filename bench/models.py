@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import table  # noqa: E402
 from speechcore.audio import SAMPLE_RATE, decode_audio  # noqa: E402
 from speechcore.backends import load_backend  # noqa: E402
-from speechcore.pipelines.transcription import asr_requests, merge_transcripts, plan_transcription  # noqa: E402
+from speechcore.pipelines.transcription import (PlanLimits, asr_requests, merge_transcripts,  # noqa: E402
+                                                plan_transcription)
 from speechcore.schemas import ASRRequest, TranscribeOptions  # noqa: E402
 from speechcore.settings import REPO_ROOT  # noqa: E402
 from speechcore.spec import BackendSpec, GraphSpec  # noqa: E402
@@ -73,11 +74,12 @@ def eval_sets() -> dict[str, list[tuple[np.ndarray, str]]]:
     return sets
 
 
-def server_path(model: Any, detector: Any) -> Callable[[list[np.ndarray]], list[str]]:
+def server_path(model: Any, detector: Any, limits: PlanLimits = PlanLimits()) -> Callable[[list[np.ndarray]], list[str]]:
     """The server's file path in one process: VAD regions -> plan -> one batched decode -> merge."""
     def run(audios: list[np.ndarray]) -> list[str]:
         options = TranscribeOptions(language="en")
-        plans = [plan_transcription(speech_regions(detector.frame_probs(a), len(a) / SAMPLE_RATE)) for a in audios]
+        plans = [plan_transcription(speech_regions(detector.frame_probs(a), len(a) / SAMPLE_RATE), limits)
+                 for a in audios]
         requests = [asr_requests(a, p, options) for a, p in zip(audios, plans)]
         parts = model.transcribe_batch([r for rs in requests for r in rs])
         out, k = [], 0
@@ -141,6 +143,30 @@ def asr() -> None:
           ["model", "path", "set", "WER", "RTF"], accuracy)
     table(f"RTF: one 7.1 s clip (median of 3) and 8 clips in one batch; speed-up vs {BASELINE}",
           ["model", "RTF 1 clip", "speed-up", "RTF 8 clips", "speed-up"], speed)
+
+
+def parity() -> None:
+    """Issue 10 part 3: long files with pauses through the server's plan vs faster-whisper's own VAD path."""
+    files, detector = list(long_files().values()), vad()
+    audio_s = sum(len(a) for a, _ in files) / SAMPLE_RATE
+    rows = []
+    for name in ("whisper-base", "whisper-tiny.en"):
+        model = asr_backend(name)
+        paths = [("faster-whisper vad_filter", library_path(name)),
+                 ("server plan, regions merged across <= 0.5 s (before)", server_path(model, detector,
+                                                                                    PlanLimits(merge_gap_s=0.5))),
+                 (f"server plan, regions merged across <= {PlanLimits().merge_gap_s:g} s (now)",
+                  server_path(model, detector))]
+        base = None
+        for how, run in paths:
+            run(files[:1])   # warm
+            elapsed = statistics.median(timed(run, files)[0] for _ in range(3))
+            texts = run(files)
+            base = base or elapsed
+            rows.append([name, how, f"{100 * pooled_wer([(ref, t) for (_, ref), t in zip(files, texts)]):.1f} %",
+                         round(elapsed, 2), round(elapsed / base, 2)])
+    table(f"Long files with pauses ({len(files)} files, {audio_s:.0f} s): WER and seconds (median of 3), "
+          "time vs faster-whisper's own VAD path", ["model", "path", "WER", "seconds", "x library"], rows)
 
 
 def mixed_clips() -> list[tuple[np.ndarray, str]]:
@@ -231,7 +257,7 @@ def speakers() -> None:
 
 
 def main() -> None:
-    parts = {"asr": asr, "batching": batching, "live": live, "speakers": speakers}
+    parts = {"asr": asr, "batching": batching, "live": live, "speakers": speakers, "parity": parity}
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("parts", nargs="*", choices=[*parts, []], default=list(parts))
     for name in ap.parse_args().parts or parts:
