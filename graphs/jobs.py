@@ -1,9 +1,12 @@
 """The job service: uploads -> stored jobs -> background diarized transcription -> results and voiceprints.
 
 Routers call this with plain values (a binary file, a name, typed params);
-the worker steps (convert, denoise, transcribe + diarize, identify) run as
-tasks off the request path, at most `SPEECH_JOB_WORKERS` at once per ingress
-replica, with their decodes on the ASR bulk lane (live traffic goes first).
+the worker steps (convert, denoise, transcribe + diarize, identify) run off
+the request path, at most `SPEECH_JOB_WORKERS` jobs at once per ingress
+replica: decode and denoise as Ray tasks (graphs.offload: Ray's worker
+processes, `SPEECH_JOB_TASK_CPUS` each), transcription and embeddings on the
+model deployments' bulk lane (live traffic goes first). The ingress only
+awaits them.
 State lives in the job store (SQLite or PostgreSQL, speechcore.jobs.store),
 files under the storage dir: `uploads/<id>_<name>` and
 `transcriptions/<id>/emb_<label>.npy`, plus the AS-norm cohort. Jobs that were
@@ -27,6 +30,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from graphs.diarization import Diarized, params_for, transcribe_diarized
+from graphs.offload import in_ray_task
 from graphs.services import Services
 from graphs.voiceprints import store as voiceprint_store
 from speechcore.audio import decode_audio
@@ -182,7 +186,7 @@ class JobService:
         audio = await self.convert(self.root / job.audio_path)
         if effective["denoise_model"] != "none":
             await self._step(job_id, "denoising", 0.15)
-            audio = await asyncio.to_thread(denoise, audio, effective["denoise_model"])
+            audio = await in_ray_task(denoise, audio, effective["denoise_model"], cpus=get_settings().job_task_cpus)
         await self._step(job_id, "transcribing", 0.25)
         diarized = await transcribe_diarized(self.svc, audio, params.language,
                                              params_for(self.svc, params.min_speakers, params.max_speakers),
@@ -195,7 +199,7 @@ class JobService:
         """Decode the upload (16 kHz mono) within FFMPEG_TIMEOUT_SEC; empty or not audio: a clear error."""
         timeout = get_settings().ffmpeg_timeout_sec
         try:
-            audio = await asyncio.wait_for(asyncio.to_thread(decode_audio, str(path)), timeout)
+            audio = await in_ray_task(decode_audio, str(path), cpus=get_settings().job_task_cpus, timeout=timeout)
         except asyncio.TimeoutError:
             raise ApiError(504, "conversion_timeout",
                            f"Audio conversion timed out after {timeout:g} s (FFMPEG_TIMEOUT_SEC)") from None

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     """Decoding an upload longer than this fails the job (504 on /transcribe-with-property)."""
     job_workers: int = 1
     """Jobs one ingress replica runs at once (the rest wait queued)."""
+    job_task_cpus: float = Field(1.0, ge=0.0, le=64.0)
+    """CPUs Ray reserves for a job's decode or denoise task (they run in Ray's workers, not the ingress)."""
     denoise_model: str = Field("none", validation_alias=AliasChoices(
         "SPEECH_DENOISE_MODEL", "DENOISE_MODEL", "denoise_model"))
     denoise_snr_threshold: float = Field(10.0, validation_alias=AliasChoices(

@@ -14,7 +14,7 @@ from speechcore.settings import REPO_ROOT
 CHECKS = {
     "strict core": ["--strict", "--no-warn-return-any", "speechcore"],
     "deployments and graphs": ["deployments", "graphs/app.py", "graphs/services.py", "graphs/ingress.py",
-                               "graphs/transcription.py", "graphs/speech.py", "graphs/voiceprints.py", "graphs/jobs.py", "graphs/diarization.py",
+                               "graphs/transcription.py", "graphs/speech.py", "graphs/voiceprints.py", "graphs/jobs.py", "graphs/offload.py", "graphs/diarization.py",
                                "graphs/live.py", "graphs/tts_session.py", "graphs/voice_chat.py", "graphs/transport.py", "graphs/middleware.py", "graphs/openapi.py",
                                "graphs/voice_layer.py", "graphs/voice_layer_backend.py",
                                "graphs/routers"],
