@@ -116,3 +116,16 @@ def voiced_seconds(audio: np.ndarray, frame: int = SAMPLE_RATE // 50, level: flo
 
 def words(text: str) -> str:
     return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).strip()
+
+
+async def peers(base_url: str) -> dict:
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        return (await http.get("/status")).json()["webrtc"]
+
+
+async def settled(base_url: str) -> None:
+    """Earlier tests' peers are gone (the server closes a peer whose client left by its media timeout)."""
+    for _ in range(120):
+        if (await peers(base_url))["active_peers"] == 0:
+            return
+        await asyncio.sleep(0.5)

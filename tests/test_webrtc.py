@@ -15,7 +15,7 @@ import pytest
 
 from speechcore.audio import SAMPLE_RATE, wav_bytes
 from speechcore.textmetrics import wer
-from tests.rtc_client import Client, voiced_seconds, words
+from tests.rtc_client import Client, peers, settled, voiced_seconds, words
 from tests.speech import librivox
 
 QUESTION = next(p for p in librivox() if p.name.endswith("0880.wav"))     # "he was not an ill disposed young man"
@@ -39,19 +39,6 @@ async def answer_played(client: Client, count: int = 1) -> None:
     await client.wait_message("agent_end", 180, count)
     await client.wait_for(lambda: client.audio and voiced_seconds(client.received(client.audio[-1][0] - 1.0)) == 0
                           and client.audio[-1][0] - 1.0 > client.of("agent_end")[count - 1]["at"], 60)
-
-
-async def peers(base_url: str) -> dict:
-    async with httpx.AsyncClient(base_url=base_url) as http:
-        return (await http.get("/status")).json()["webrtc"]
-
-
-async def settled(base_url: str) -> None:
-    """Earlier tests' peers are gone (the server closes a peer whose client left by its media timeout)."""
-    for _ in range(120):
-        if (await peers(base_url))["active_peers"] == 0:
-            return
-        await asyncio.sleep(0.5)
 
 
 def test_spoken_question_over_webrtc(base_url):
