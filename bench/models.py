@@ -74,10 +74,11 @@ def eval_sets() -> dict[str, list[tuple[np.ndarray, str]]]:
     return sets
 
 
-def server_path(model: Any, detector: Any, limits: PlanLimits = PlanLimits()) -> Callable[[list[np.ndarray]], list[str]]:
+def server_path(model: Any, detector: Any, limits: PlanLimits = PlanLimits(),
+                fast_window: bool = False) -> Callable[[list[np.ndarray]], list[str]]:
     """The server's file path in one process: VAD regions -> plan -> one batched decode -> merge."""
     def run(audios: list[np.ndarray]) -> list[str]:
-        options = TranscribeOptions(language="en")
+        options = TranscribeOptions(language="en", fast_window=fast_window)
         plans = [plan_transcription(speech_regions(detector.frame_probs(a), len(a) / SAMPLE_RATE), limits)
                  for a in audios]
         requests = [asr_requests(a, p, options) for a, p in zip(audios, plans)]
@@ -152,11 +153,12 @@ def parity() -> None:
     rows = []
     for name in ("whisper-base", "whisper-tiny.en"):
         model = asr_backend(name)
-        paths = [("faster-whisper vad_filter", library_path(name)),
-                 ("server plan, regions merged across <= 0.5 s (before)", server_path(model, detector,
-                                                                                    PlanLimits(merge_gap_s=0.5))),
-                 (f"server plan, regions merged across <= {PlanLimits().merge_gap_s:g} s (now)",
-                  server_path(model, detector))]
+        paths = [("faster-whisper vad_filter", library_path(name))]
+        paths += [(f"server plan, regions merged across <= {gap:g} s", server_path(model, detector,
+                                                                                 PlanLimits(merge_gap_s=gap)))
+                  for gap in (0.5, 1.0, 1.5, 2.0)]
+        paths += [("server plan, <= 0.5 s, windows cut to speech + 1 s", server_path(model, detector,
+                                                                                   PlanLimits(merge_gap_s=0.5), True))]
         base = None
         for how, run in paths:
             run([files[0][0][: 5 * SAMPLE_RATE]])   # warm
