@@ -34,20 +34,20 @@ PROMPT = "You are a friendly assistant. Answer in one short sentence."
 LOUD = 0.01
 
 
-async def webrtc_turn(base_url: str) -> float:
+async def webrtc_turn(base_url: str) -> float | None:
+    """Seconds from the end of the question to the first loud agent audio; None: no answer within 60 s."""
     client = Client(base_url)
     try:
         await client.connect(language="en", user_system_prompt=PROMPT)
         speech = speech_48k(QUESTION)
         client.mic.push(speech)
         spoken_end = time.monotonic() + client.mic.queued_s        # the queue plays out in real time
-        await client.wait_message("agent_text", 180)
-        for _ in range(600):
+        for _ in range(1200):
             loud = [at for at, c in client.audio if at > spoken_end and np.sqrt((c ** 2).mean()) > LOUD]
             if loud:
                 return loud[0] - spoken_end
             await asyncio.sleep(0.05)
-        raise TimeoutError("no agent audio")
+        return None
     finally:
         await client.close()
 
@@ -83,7 +83,7 @@ async def ws_turn(base_url: str) -> float:
         return first[0] - spoken_end
 
 
-async def after_settled(base_url: str, n: int) -> list[float]:
+async def after_settled(base_url: str, n: int) -> list[float | None]:
     """`n` peers' turns together, once the server has closed earlier peers (it does so by their media
     timeout after the client leaves; until then they count against the peer limit)."""
     await settled(base_url)
@@ -102,7 +102,7 @@ def main() -> None:
         launch.wait_ready(base_url)
         asyncio.run(webrtc_turn(base_url))                                     # warm-up
         ws = [asyncio.run(ws_turn(base_url)) for _ in range(args.rounds)]
-        rtc = [asyncio.run(after_settled(base_url, 1))[0] for _ in range(args.rounds)]
+        rtc = [v for _ in range(args.rounds) for v in asyncio.run(after_settled(base_url, 1)) if v is not None]
         base = percentile(ws, 50)
         table("Voice-to-voice latency, one turn (end of the question -> first agent audio), CPU profile",
               ["transport", "turns", "p50 ms", "p95 ms", "x /ws/voice-chat p50"],
@@ -111,11 +111,13 @@ def main() -> None:
                 percentile(rtc, 50) / base]])
         rows = []
         for n in [int(x) for x in args.peers.split(",")]:
-            lat = [v for _ in range(args.rounds) for v in asyncio.run(after_settled(base_url, n))]
-            p95 = percentile(lat, 95)
-            rows.append([n, len(lat), percentile(lat, 50) * 1000, p95 * 1000, "yes" if p95 <= 1.5 else "no"])
-        table("Concurrent WebRTC peers, one turn each (held: p95 <= 1.5 s)",
-              ["peers", "turns", "p50 ms", "p95 ms", "held"], rows)
+            turns = [v for _ in range(args.rounds) for v in asyncio.run(after_settled(base_url, n))]
+            lat = [v for v in turns if v is not None]
+            p95 = percentile(lat, 95) if lat else float("inf")
+            rows.append([n, len(turns), len(turns) - len(lat), percentile(lat, 50) * 1000 if lat else "",
+                         p95 * 1000 if lat else "", "yes" if p95 <= 1.5 and len(lat) == len(turns) else "no"])
+        table("Concurrent WebRTC peers, one turn each (held: every turn answered, p95 <= 1.5 s)",
+              ["peers", "turns", "unanswered in 60 s", "p50 ms", "p95 ms", "held"], rows)
     finally:
         launch.stop()
 

@@ -180,7 +180,7 @@ def test_gateway_partials_carry_confidence_language_and_span(ws_url):
     config = json.dumps({"type": "config", "encoding": "pcm16", "sample_rate": 16000, "channels": 1,
                          "model": "whisper-tiny.en", "partial_interval": 1.0})
     frames = [float_to_pcm16(c) for c in chunks(np.concatenate([a, pause(0.6)]))]
-    result = run(run_stream(f"{ws_url}/v1/speech/stream", frames, speed=2.0, first=[config], last=[END]))
+    result = run(run_stream(f"{ws_url}/v1/speech/stream", frames, speed=1.0, first=[config], last=[END]))
     partials = result.of(final=False)
     assert partials, result.events
     assert result.events.index(result.finals()[0]) > result.events.index(partials[-1])
