@@ -65,7 +65,7 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Protocol, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -501,7 +501,7 @@ class Conversation:
         while reply.held:
             event = reply.held.pop(0)
             if isinstance(event, StateChanged):
-                await self._set_state(event.state)
+                await self._set_state(cast(State, event.state))
             else:
                 await self._emit(event)
         reply.held = None
