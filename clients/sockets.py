@@ -51,7 +51,8 @@ class TtsSocket:
     """
 
     def __init__(self, base_url: str, headers: dict[str, str] | None = None):
-        self.url, self.headers, self.ws = ws_url(base_url, "/ws/tts"), headers or {}, None
+        self.url, self.headers = ws_url(base_url, "/ws/tts"), headers or {}
+        self.ws: Any = None
 
     async def __aenter__(self) -> TtsSocket:
         self.ws = await _connect(self.url, self.headers)

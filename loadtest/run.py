@@ -101,8 +101,8 @@ def sweep_voice_chat(url: str, clients: list[int], rounds: int) -> dict[str, Any
         samples = asyncio.run(run_clients(n, lambda s, delay: voice_chat_client(url, question, rounds, s, delay)))
         v = samples.summary("voice_to_voice")
         errors = sum(samples.errors.values())
-        rows.append({"clients": n, "turns": v["n"], "p50": v["p50"], "p95": v["p95"], "max": v["max"],
-                     "errors": errors, "error_kinds": dict(samples.errors), "sustained": errors == 0 and v["p95"] <= 2.0})
+        rows.append({"clients": n, "turns": v["n"], "p50": v["p50"], "p95": v["p95"], "max": v["max"], "errors": errors,
+                     "error_kinds": dict(samples.errors), "sustained": errors == 0 and v["p95"] <= 2.0})
     return {"target_s": 2.0, "levels": rows}
 
 
