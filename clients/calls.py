@@ -194,3 +194,99 @@ def chat(messages: list[dict[str, str]], model: str, max_tokens: int | None = No
 
 def ready() -> Call[bool]:
     return Call("GET", "/readyz", lambda r: r.status_code == 200, checked=False)
+
+
+# --- jobs (VoScript-style /api/*: diarized transcription with voiceprints) ---------------------
+
+@dataclass(frozen=True)
+class JobSegment:
+    id: int
+    start: float
+    end: float
+    text: str
+    speaker_label: str       # the diarization's SPEAKER_00...
+    speaker_name: str        # the matched voiceprint's name, else the label
+    speaker_id: str | None   # spk_<uuid> of the matched voiceprint
+    similarity: float
+    words: list[Word] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    id: str
+    filename: str
+    language: str
+    segments: list[JobSegment]
+    unique_speakers: list[str]
+    speaker_map: dict[str, Any]
+    params: dict[str, Any]
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    status: str              # queued, converting, denoising, transcribing, identifying, completed, failed
+    filename: str = ""
+    progress: float = 0.0    # 0..1
+    error: str | None = None
+    result: JobResult | None = None
+    deduplicated: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("completed", "failed")
+
+
+def _job_result(b: dict[str, Any]) -> JobResult:
+    return JobResult(b["id"], b.get("filename", ""), b.get("language", ""), [
+        JobSegment(int(s["id"]), float(s["start"]), float(s["end"]), s["text"].strip(), s["speaker_label"],
+                   s["speaker_name"], s.get("speaker_id"), float(s.get("similarity", 0.0)),
+                   [Word(w["word"], float(w["start"]), float(w["end"]), w.get("score")) for w in s.get("words", [])])
+        for s in b["segments"]], list(b.get("unique_speakers", [])), dict(b.get("speaker_map", {})),
+        dict(b.get("params", {})))
+
+
+def _job(b: dict[str, Any]) -> Job:
+    return Job(b["id"], b["status"], b.get("filename", ""), float(b.get("progress", 0.0)), b.get("error"),
+               _job_result(b["result"]) if "result" in b else None, bool(b.get("deduplicated", False)))
+
+
+def submit_job(audio: Audio, language: str | None = None, min_speakers: int = 0, max_speakers: int = 0,
+               denoise_model: str | None = None, snr_threshold: float | None = None,
+               no_repeat_ngram_size: int | None = None) -> Call[Job]:
+    """Queues a diarized transcription (speaker counts 0: found automatically); the same bytes again
+    answer the existing job (`deduplicated`)."""
+    fields = {"language": language, "min_speakers": min_speakers, "max_speakers": max_speakers,
+              "denoise_model": denoise_model, "snr_threshold": snr_threshold,
+              "no_repeat_ngram_size": no_repeat_ngram_size}
+    return Call("POST", "/api/transcribe", lambda r: _job(r.json()),
+                {"files": {"file": _file(audio)}, "data": {k: str(v) for k, v in fields.items() if v is not None}})
+
+
+def job(job_id: str) -> Call[Job]:
+    return Call("GET", f"/api/jobs/{quote(job_id, safe='')}", lambda r: _job(r.json()))
+
+
+def jobs() -> Call[list[Job]]:
+    """Recent jobs with their status (no results)."""
+    return Call("GET", "/api/jobs", lambda r: [_job(b) for b in r.json()])
+
+
+def job_result(job_id: str) -> Call[JobResult]:
+    return Call("GET", f"/api/transcriptions/{quote(job_id, safe='')}", lambda r: _job_result(r.json()))
+
+
+def export_job(job_id: str, fmt: str = "srt") -> Call[str]:
+    """The result as srt, vtt, txt or json text."""
+    return Call("GET", f"/api/export/{quote(job_id, safe='')}", lambda r: r.text, {"params": {"format": fmt}})
+
+
+def failed(j: Job) -> Job:
+    """`j`, or SpeechError when the job failed (what waiting for a result raises)."""
+    if j.status == "failed":
+        raise SpeechError(500, "job_failed", j.error or "failed")
+    return j

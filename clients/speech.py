@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator, Iterator, TypeVar
+from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
 
 import httpx
 import numpy as np
 import websockets
 
 from clients import calls
-from clients.calls import Audio, SpeakerDecision, SpoofResult, Transcription, Voice, check
+from clients.calls import Audio, Job, JobResult, SpeakerDecision, SpoofResult, Transcription, Voice, check
 from clients.live import PROTOCOLS, LiveEvent
+from clients.sockets import ChatEvent, TtsSocket, VoiceChat
 
 T = TypeVar("T")
+Progress = Callable[[Job], None]
+"""Called with the job at every poll (status, progress 0..1)."""
 
 
 class _Config:
@@ -101,6 +104,53 @@ class AsyncSpeechClient(_Config):
 
     async def ready(self) -> bool:
         return await self.run(calls.ready())
+
+    async def submit_job(self, audio: Audio, **options: Any) -> Job:
+        """Options: language, min_speakers, max_speakers, denoise_model, snr_threshold, no_repeat_ngram_size."""
+        return await self.run(calls.submit_job(audio, **options))
+
+    async def job(self, job_id: str) -> Job:
+        return await self.run(calls.job(job_id))
+
+    async def jobs(self) -> list[Job]:
+        return await self.run(calls.jobs())
+
+    async def job_result(self, job_id: str) -> JobResult:
+        return await self.run(calls.job_result(job_id))
+
+    async def export_job(self, job_id: str, fmt: str = "srt") -> str:
+        return await self.run(calls.export_job(job_id, fmt))
+
+    async def wait_job(self, job_id: str, on_progress: Progress | None = None, interval_s: float = 1.0,
+                       timeout_s: float = 3600) -> Job:
+        """Polls until the job completes (SpeechError when it failed, TimeoutError past `timeout_s`)."""
+        deadline = time.monotonic() + timeout_s
+        while not (j := await self.job(job_id)).done and time.monotonic() < deadline:
+            if on_progress:
+                on_progress(j)
+            await asyncio.sleep(interval_s)
+        return _finished(j, on_progress)
+
+    async def transcribe_job(self, audio: Audio, on_progress: Progress | None = None, interval_s: float = 1.0,
+                             **options: Any) -> JobResult:
+        """Submit, wait, and the diarized result."""
+        j = await self.wait_job((await self.submit_job(audio, **options)).id, on_progress, interval_s)
+        assert j.result is not None
+        return j.result
+
+    def tts_socket(self) -> TtsSocket:
+        """A `/ws/tts` connection for several requests: `async with c.tts_socket() as s: s.speak(...)`."""
+        return TtsSocket(self.base_url, self.headers)
+
+    async def tts_stream(self, text: str, **voice: Any) -> AsyncIterator[bytes]:
+        """PCM int16 24 kHz chunks of `text` over `/ws/tts` (voice: speaker_id, collection_id, language, speed)."""
+        async with self.tts_socket() as tts:
+            async for chunk in tts.speak(text, **voice):
+                yield chunk
+
+    def voice_chat(self, config: dict[str, Any] | None = None, query: str = "") -> VoiceChat:
+        """A `/ws/voice-chat` session (`async with`): config fields as README "Voice chat" lists them."""
+        return VoiceChat(self.base_url, config, self.headers, query)
 
     async def live(self, audio: np.ndarray, protocol: str = "platform", speed: float = 1.0, chunk_s: float = 0.1,
                    query: str = "") -> AsyncIterator[LiveEvent]:
@@ -200,10 +250,68 @@ class SpeechClient(_Config):
     def ready(self) -> bool:
         return self.run(calls.ready())
 
+    def submit_job(self, audio: Audio, **options: Any) -> Job:
+        return self.run(calls.submit_job(audio, **options))
+
+    def job(self, job_id: str) -> Job:
+        return self.run(calls.job(job_id))
+
+    def jobs(self) -> list[Job]:
+        return self.run(calls.jobs())
+
+    def job_result(self, job_id: str) -> JobResult:
+        return self.run(calls.job_result(job_id))
+
+    def export_job(self, job_id: str, fmt: str = "srt") -> str:
+        return self.run(calls.export_job(job_id, fmt))
+
+    def wait_job(self, job_id: str, on_progress: Progress | None = None, interval_s: float = 1.0,
+                 timeout_s: float = 3600) -> Job:
+        deadline = time.monotonic() + timeout_s
+        while not (j := self.job(job_id)).done and time.monotonic() < deadline:
+            if on_progress:
+                on_progress(j)
+            time.sleep(interval_s)
+        return _finished(j, on_progress)
+
+    def transcribe_job(self, audio: Audio, on_progress: Progress | None = None, interval_s: float = 1.0,
+                       **options: Any) -> JobResult:
+        j = self.wait_job(self.submit_job(audio, **options).id, on_progress, interval_s)
+        assert j.result is not None
+        return j.result
+
+    def tts_stream(self, text: str, **voice: Any) -> list[bytes]:
+        """Every PCM int16 24 kHz chunk of `text` over `/ws/tts`."""
+        return self._async(lambda c: _collect(c.tts_stream(text, **voice)))
+
+    def voice_chat_turn(self, text: str, config: dict[str, Any] | None = None) -> list[ChatEvent]:
+        """One text turn of a fresh voice chat session: its events up to `agent_end`."""
+        async def turn(c: AsyncSpeechClient) -> list[ChatEvent]:
+            async with c.voice_chat(config) as chat:
+                await chat.send_text(text)
+                return await chat.turn()
+        return self._async(turn)
+
+    def _async(self, fn: Callable[[AsyncSpeechClient], Any]) -> Any:
+        """Runs `fn` with an async client on this client's settings (the WebSocket families are async)."""
+        async def go() -> Any:
+            async with AsyncSpeechClient(self.base_url, self.api_key, self.timeout) as c:
+                return await fn(c)
+        return asyncio.run(go())
+
     def live(self, audio: np.ndarray, protocol: str = "platform", speed: float = 1.0, chunk_s: float = 0.1,
              query: str = "") -> list[LiveEvent]:
         """Every event of a live session over `audio` (runs the async client's session to the end)."""
-        async def collect() -> list[LiveEvent]:
-            async with AsyncSpeechClient(self.base_url, self.api_key, self.timeout) as c:
-                return [e async for e in c.live(audio, protocol, speed, chunk_s, query)]
-        return asyncio.run(collect())
+        return self._async(lambda c: _collect(c.live(audio, protocol, speed, chunk_s, query)))
+
+
+async def _collect(items: AsyncIterator[T]) -> list[T]:
+    return [x async for x in items]
+
+
+def _finished(j: Job, on_progress: Progress | None) -> Job:
+    if on_progress:
+        on_progress(j)
+    if not j.done:
+        raise TimeoutError(f"job {j.id} still {j.status}")
+    return calls.failed(j)

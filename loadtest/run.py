@@ -1,8 +1,10 @@
 """Load sweep on the CPU profile: each HTTP family at rising request rates (open loop), then live
-transcription at rising numbers of real-time streams; prints tables, writes loadtest/results/ (JSON and
-SVG plots). A level is sustained when p95 latency is under the family's target with 0 errors.
-Run: `make loadtest` (starts configs/serve_cpu.yaml on a private Ray instance; about 7 minutes),
-or against a running server: `python loadtest/run.py --url http://host:8000`.
+transcription at rising numbers of real-time streams, then `/ws/tts` and voice chat at rising numbers of
+concurrent clients; prints tables, writes loadtest/results/ (JSON and SVG plots). A level is sustained
+when p95 latency is under the family's target with 0 errors.
+Run: `make loadtest` (starts configs/serve_cpu.yaml on a private Ray instance; about 10 minutes),
+or against a running server: `python loadtest/run.py --url http://host:8000`;
+`--only tts,voice-chat --clients 1,4` runs just those.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from clients import calls  # noqa: E402
 from clients.speech import SpeechClient  # noqa: E402
 from loadtest.http_load import CallFactory, run_rate  # noqa: E402
 from loadtest.plot import figure  # noqa: E402
-from loadtest.ws_load import run_streams, script  # noqa: E402
+from loadtest.ws_load import run_clients, run_streams, script, tts_client, voice_chat_client  # noqa: E402
 from speechcore.audio import decode_audio  # noqa: E402
 from tests.speech import librivox  # noqa: E402
 
@@ -76,6 +78,49 @@ def sweep_ws(url: str, streams: list[int], model: str) -> dict[str, Any]:
     return {"target_s": 1.5, "model": model, "levels": rows}
 
 
+def sweep_tts(url: str, clients: list[int], duration_s: float) -> dict[str, Any]:
+    """Each client sends its next sentence over one `/ws/tts` connection once the last is answered."""
+    texts = [f"{SENTENCE} Reference {i}." for i in range(8)]
+    rows = []
+    for n in clients:
+        samples = asyncio.run(run_clients(n, lambda s, delay: tts_client(url, texts, duration_s, s, delay)))
+        first, total = samples.summary("first_audio"), samples.summary("total")
+        errors = sum(samples.errors.values())
+        rows.append({"clients": n, "requests": total["n"], "first_p50": first["p50"], "first_p95": first["p95"],
+                     "total_p50": total["p50"], "total_p95": total["p95"], "throughput": total["n"] / duration_s,
+                     "errors": errors, "error_kinds": dict(samples.errors),
+                     "sustained": errors == 0 and first["p95"] <= 1.0})
+    return {"target_s": 1.0, "levels": rows}
+
+
+def sweep_voice_chat(url: str, clients: list[int], rounds: int) -> dict[str, Any]:
+    """Each client asks a 3 s recorded question `rounds` times at real time in one session."""
+    question = decode_audio(CLIPS[1].read_bytes())
+    rows = []
+    for n in clients:
+        samples = asyncio.run(run_clients(n, lambda s, delay: voice_chat_client(url, question, rounds, s, delay)))
+        v = samples.summary("voice_to_voice")
+        errors = sum(samples.errors.values())
+        rows.append({"clients": n, "turns": v["n"], "p50": v["p50"], "p95": v["p95"], "max": v["max"], "errors": errors,
+                     "error_kinds": dict(samples.errors), "sustained": errors == 0 and v["p95"] <= 2.0})
+    return {"target_s": 2.0, "levels": rows}
+
+
+def report_sockets(tts: dict[str, Any] | None, chat: dict[str, Any] | None) -> None:
+    r = round
+    if tts:
+        table("/ws/tts (Piper, one 15-word sentence per request, closed loop per client)",
+              ["clients", "requests", "first audio p50 (s)", "first audio p95 (s)", "total p50 (s)",
+               "total p95 (s)", "requests/s", "errors"],
+              [[lv["clients"], lv["requests"], r(lv["first_p50"], 2), r(lv["first_p95"], 2), r(lv["total_p50"], 2),
+                r(lv["total_p95"], 2), r(lv["throughput"], 2), lv["errors"]] for lv in tts["levels"]])
+    if chat:
+        table("Voice chat (/ws/voice-chat, 3 s spoken question at real time, max_tokens 24)",
+              ["clients", "turns", "voice-to-voice p50 (s)", "p95 (s)", "max (s)", "errors"],
+              [[lv["clients"], lv["turns"], r(lv["p50"], 2), r(lv["p95"], 2), r(lv["max"], 2),
+                f"{lv['errors']} {lv['error_kinds'] or ''}".strip()] for lv in chat["levels"]])
+
+
 def report(http: dict[str, Any], ws: dict[str, Any]) -> None:
     rows = [[name, f"{lv['rate']:g}", lv["n"], round(lv["p50"], 2), round(lv["p95"], 2), lv["errors"],
              round(lv["throughput"], 2), "yes" if lv["sustained"] else "no"]
@@ -105,10 +150,14 @@ def plots(http: dict[str, Any], ws: dict[str, Any]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--url", help="a running server (default: start the CPU profile privately)")
-    p.add_argument("--duration", type=float, default=15.0, help="seconds per HTTP rate level")
+    p.add_argument("--only", default="http,live,tts,voice-chat", help="families to run, comma-separated")
+    p.add_argument("--duration", type=float, default=15.0, help="seconds per HTTP rate level and /ws/tts level")
     p.add_argument("--streams", default="1,2,3")
     p.add_argument("--ws-model", default="whisper-tiny.en")
+    p.add_argument("--clients", default="1,2,4", help="concurrent /ws/tts and voice chat clients per level")
+    p.add_argument("--chat-rounds", type=int, default=2, help="questions per voice chat client")
     args = p.parse_args()
+    only, clients = set(args.only.split(",")), [int(n) for n in args.clients.split(",")]
     url = args.url
     if url is None:
         from graphs import launch
@@ -118,16 +167,23 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         launch.wait_ready(url, 600)
     try:
-        http = sweep_http(url, args.duration)
-        ws = sweep_ws(url, [int(n) for n in args.streams.split(",")], args.ws_model)
+        http = sweep_http(url, args.duration) if "http" in only else None
+        ws = sweep_ws(url, [int(n) for n in args.streams.split(",")], args.ws_model) if "live" in only else None
+        tts = sweep_tts(url, clients, args.duration) if "tts" in only else None
+        chat = sweep_voice_chat(url, clients, args.chat_rounds) if "voice-chat" in only else None
     finally:
         if args.url is None:
             launch.stop()
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "results.json").write_text(json.dumps({"http": http, "ws": ws}, indent=1,
-                                                     default=lambda v: None if isinstance(v, float) and math.isnan(v) else v))
-    report(http, ws)
-    plots(http, ws)
+    path = RESULTS / "results.json"                 # families not run keep their last results
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    ran = {k: v for k, v in {"http": http, "ws": ws, "tts": tts, "voice_chat": chat}.items() if v is not None}
+    path.write_text(json.dumps({**kept, **ran}, indent=1,
+                               default=lambda v: None if isinstance(v, float) and math.isnan(v) else v))
+    if http and ws:
+        report(http, ws)
+        plots(http, ws)
+    report_sockets(tts, chat)
 
 
 if __name__ == "__main__":

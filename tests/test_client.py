@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from clients.calls import SpeechError
+from clients.sockets import TTS_RATE, pcm_array
 from clients.speech import AsyncSpeechClient, SpeechClient
-from speechcore.audio import decode_audio
+from speechcore.audio import decode_audio, wav_bytes
 from speechcore.textmetrics import wer
 from tests.speech import CALL, cards, librivox
 
@@ -97,3 +98,78 @@ def test_async_client_runs_calls_concurrently(base_url):
     results = asyncio.run(both())
     for (_, ref), t in zip(CLIPS[:2], results):
         assert wer(ref, t.text) < 0.3
+
+
+def _dialogue() -> tuple[bytes, str, str]:
+    """A short two-speaker recording (reader, cards speaker, reader) and each speaker's words."""
+    (a0, r0), (a1, r1) = CLIPS[0], CLIPS[1]
+    card_paths = list(cards().items())[:2]
+    gap = np.zeros(8000, dtype=np.float32)
+    parts = [decode_audio(a0.read_bytes()), gap, *[decode_audio(p.read_bytes()) for p, _ in card_paths], gap,
+             decode_audio(a1.read_bytes())]
+    return wav_bytes(np.concatenate(parts)), f"{r0} {r1}", " ".join(t for _, t in card_paths)
+
+
+def test_job_is_diarized_polled_listed_and_exported(client):
+    audio, reader_text, cards_text = _dialogue()
+    seen = []
+    result = client.transcribe_job(audio, on_progress=seen.append, interval_s=0.5, language="en", max_speakers=2)
+    assert seen[-1].status == "completed" and seen[-1].progress == 1.0
+    assert [j.progress for j in seen] == sorted(j.progress for j in seen)
+    by_label = {}
+    for s in result.segments:
+        by_label.setdefault(s.speaker_label, []).append(s.text)
+    assert sorted(by_label) == ["SPEAKER_00", "SPEAKER_01"] == sorted(result.unique_speakers)
+    texts = {label: " ".join(t) for label, t in by_label.items()}
+    reader = min(texts, key=lambda label: wer(reader_text, texts[label]))
+    other = ({*texts} - {reader}).pop()
+    assert wer(reader_text, texts[reader]) < 0.2 and wer(cards_text, texts[other]) < 0.35
+    assert all(w.start <= w.end for s in result.segments for w in s.words) and result.language == "en"
+    job_id = seen[-1].id
+    assert job_id in [j.id for j in client.jobs()]
+    assert client.job_result(job_id).segments == result.segments
+    assert f"[{result.segments[0].speaker_name}] {result.segments[0].text}" in client.export_job(job_id, "srt")
+    with pytest.raises(SpeechError) as err:
+        client.job("tr_no_such_job")
+    assert err.value.status == 404 and err.value.message == "Job not found"
+
+
+def test_ws_tts_round_trips_and_reports_errors(client):
+    text = "The weather is lovely today."
+    chunks = client.tts_stream(text, language="en")
+    audio = pcm_array(chunks)
+    assert len(chunks) >= 2 and 1.0 < audio.size / TTS_RATE < 5.0
+    assert wer(text, client.transcribe(wav_bytes(audio, TTS_RATE), language="en").text) <= 0.2
+    with pytest.raises(SpeechError) as err:
+        client.tts_stream("Hello.", speaker_id="00000000-0000-0000-0000-000000000000")
+    assert err.value.code == "speaker_not_found"
+
+
+def test_voice_chat_text_turn_answers_in_text_and_24k_speech(client):
+    events = client.voice_chat_turn("Say hello.", {"language": "en", "max_tokens": 16, "playback_lead_ms": 10000,
+                                                   "system_prompt": "Answer in one short sentence."})
+    kinds = [e.kind for e in events]
+    answer = "".join(e.text for e in events if e.kind == "agent_text").strip()
+    audio = pcm_array([e.audio for e in events if e.kind == "audio"])
+    assert "error" not in kinds and kinds.count("agent_end") == 1 and answer
+    assert kinds.index("thinking") < kinds.index("agent_text") < kinds.index("agent_end")
+    after_end = set(kinds[kinds.index("agent_end") + 1:])
+    assert kinds.index("thinking") < kinds.index("audio") and after_end <= {"audio", "latency"}
+    heard = client.transcribe(wav_bytes(audio, TTS_RATE), language="en").text
+    assert audio.size > TTS_RATE / 2 and wer(answer, heard) < 0.5
+
+
+def test_async_voice_chat_session_hears_spoken_question(base_url):
+    path, ref = CLIPS[1]
+    question = np.concatenate([decode_audio(path.read_bytes()), np.zeros(16000, dtype=np.float32)])
+
+    async def talk():
+        async with AsyncSpeechClient(base_url) as c, c.voice_chat({"language": "en", "max_tokens": 16}) as chat:
+            await chat.send_audio(question, speed=2.0)
+            return await chat.turn()
+    events = asyncio.run(talk())
+    finals = [e.text for e in events if e.is_final]
+    assert finals and wer(ref, " ".join(finals)) < 0.3
+    kinds = [e.kind for e in events]
+    assert kinds.count("agent_end") == 1 and "audio" in kinds and "error" not in kinds
+    assert any(e.latency_s is not None and e.latency_s > 0 for e in events)

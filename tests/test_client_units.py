@@ -12,6 +12,7 @@ import pytest
 from clients import calls
 from clients.calls import SpeechError, check
 from clients.live import GatewayLive, PlatformLive
+from clients.sockets import chat_event, pcm_array, tts_request, ws_url
 from loadtest.plot import figure
 from loadtest.stats import Samples, percentile
 from loadtest.ws_load import script
@@ -70,3 +71,32 @@ def test_load_pieces():
     assert plan.turns == [(0, 9), (20, 24)] and plan.audio.size == (10 + 10 + 5 + 10) * 1600
     svg = figure([("tts", "req/s", [(1, 0.2, 0.3), (2, 0.4, float("nan"))], 1.5)])
     assert svg.startswith("<svg") and svg.count("<polyline") == 2 and "p95 target 1.5 s" in svg
+
+
+def test_job_calls_build_forms_and_parse_results():
+    c = calls.submit_job(b"RIFF", language="en", max_speakers=2, snr_threshold=None)
+    assert (c.method, c.path) == ("POST", "/api/transcribe")
+    assert c.kwargs["data"] == {"language": "en", "min_speakers": "0", "max_speakers": "2"}
+    assert calls.job("tr_a/../b").path == "/api/jobs/tr_a%2F..%2Fb"               # ids never add path segments
+    seg = {"id": 0, "start": 0.0, "end": 1.0, "text": " Hi.", "speaker_label": "SPEAKER_00", "speaker_name": "Ann",
+           "speaker_id": "spk_1", "similarity": 0.8, "words": [{"word": "Hi.", "start": 0.1, "end": 0.5, "score": 0.9}]}
+    body = {"id": "tr_1", "status": "completed", "filename": "a.wav", "progress": 1.0,
+            "result": {"id": "tr_1", "language": "en", "segments": [seg], "unique_speakers": ["Ann"]}}
+    j = calls.job("tr_1").parse(httpx.Response(200, json=body))
+    assert j.done and j.result is not None and j.result.text == "Hi."
+    assert j.result.segments[0].words[0].probability == 0.9
+    assert calls.failed(j) is j
+    with pytest.raises(SpeechError) as err:
+        calls.failed(calls.Job("tr_2", "failed", error="decode failed"))
+    assert err.value.code == "job_failed" and err.value.message == "decode failed"
+
+
+def test_socket_messages():
+    assert tts_request("Hi", language="en", speed=None) == {"target_text": "Hi", "language": "en"}
+    e = chat_event(json.dumps({"type": "latency", "step": "total", "value": "142ms"}))
+    assert e.kind == "latency" and e.latency_s == pytest.approx(0.142)
+    t = chat_event(json.dumps({"type": "transcript", "text": "hello", "is_final": True}))
+    assert t.is_final and t.text == "hello" and t.latency_s is None
+    a = chat_event(b"\x00\x40\x00\xc0")
+    assert a.kind == "audio" and pcm_array([a.audio]).tolist() == [0.5, -0.5]
+    assert ws_url("https://h:1", "/ws/tts", "x=1") == "wss://h:1/ws/tts?x=1"
