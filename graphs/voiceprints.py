@@ -4,9 +4,10 @@ Shared by the reachy speaker API and the platform's voice print API, and
 callable from a job worker: it takes named float32 clips (`Clip`), never an
 HTTP type, and returns typed decisions that the routers only format. The
 identify and verify policies (best cosine against a calibrated threshold;
-AS-norm once the cohort allows) live here. The store is plain SQLite under the
-data dir (speechcore.speakers.store); its calls run in a worker thread so a
-replica waiting on another replica's write lock never blocks the event loop.
+AS-norm once the cohort allows) live here. The store (speechcore.speakers.store)
+is SQLite under the data dir or the server's PostgreSQL; its calls run in a
+worker thread so a replica waiting on another replica's write lock never
+blocks the event loop.
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def check_clip(clip: Clip) -> np.ndarray:
 
 @lru_cache
 def store() -> VoiceprintStore:
-    return VoiceprintStore(get_settings().data_dir)
+    return VoiceprintStore.from_settings(get_settings())
 
 
 @dataclass

@@ -41,7 +41,7 @@ def main() -> None:
     args = ap.parse_args()
     (app,) = yaml.safe_load((REPO_ROOT / args.config).read_text())["applications"]
     spec = GraphSpec(**app["args"]).role("speaker_embedding")
-    store = VoiceprintStore(get_settings().data_dir)
+    store = VoiceprintStore.from_settings(get_settings())
     if store.cohort_size(spec.model) and not args.rebuild:   # `make run` calls this every time
         print(f"cohort for {spec.model}: {store.cohort_size(spec.model)} embeddings (kept; --rebuild to redo)")
         return
@@ -53,7 +53,7 @@ def main() -> None:
     if args.rebuild:
         store.drop_cohort(spec.model)
     size = store.add_cohort(spec.model, embeddings, source="klettres-data, asterisk-core-sounds")
-    print(f"cohort for {spec.model}: {size} embeddings ({len({s for s, _ in utts})} speakers) in {store.db_path}")
+    print(f"cohort for {spec.model}: {size} embeddings ({len({s for s, _ in utts})} speakers) in {store.location}")
 
 
 if __name__ == "__main__":

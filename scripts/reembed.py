@@ -40,9 +40,9 @@ def main() -> None:
     args = ap.parse_args()
     (app,) = yaml.safe_load((REPO_ROOT / args.config).read_text())["applications"]
     spec = GraphSpec(**app["args"]).role("speaker_embedding")
-    store = VoiceprintStore(get_settings().data_dir)
+    store = VoiceprintStore.from_settings(get_settings())
     added, missing = reembed(store, load_backend("speaker_embedding", spec), spec.model)
-    print(f"re-embedded {added} samples with {spec.model} in {store.db_path}"
+    print(f"re-embedded {added} samples with {spec.model} in {store.location}"
           + (f"; {missing} samples have no stored audio (enroll those speakers again)" if missing else ""))
 
 

@@ -70,9 +70,11 @@ class Settings(BaseSettings):
 
     # --- diarization and the job service (/api/*, /transcribe-with-property) ---
     database_url: str | None = None
-    """Job store: `sqlite:///path` or `postgresql+psycopg://user@host/db`; default SQLite in data_dir."""
+    """The job store and the voiceprint library: `sqlite:///path` or `postgresql+psycopg://user@host/db`
+    (one database for both, so a cluster shares them); default two SQLite files in data_dir."""
     storage_dir: Path | None = None
-    """Uploaded audio, speaker embeddings and the cohort (default data_dir/jobs); a cluster shares it."""
+    """Uploaded audio, speaker embeddings, the cohort and voiceprint audio (`speakers/`); a cluster shares
+    it. Default: jobs under data_dir/jobs, voiceprint audio under data_dir/speakers."""
     job_max_upload_bytes: int = Field(2 * 1024**3, validation_alias=AliasChoices(
         "SPEECH_JOB_MAX_UPLOAD_BYTES", "MAX_UPLOAD_BYTES", "job_max_upload_bytes"))
     """Upload limit of POST /api/transcribe only (the global limit does not apply there)."""

@@ -58,3 +58,14 @@ def handles(base_url):
         return serve.get_deployment_handle(name, app_name="speech")
 
     return get
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """One throwaway PostgreSQL server for the session (the Debian packages, `make system`)."""
+    from tests import pg_server
+
+    if not pg_server.available():
+        pytest.fail("PostgreSQL is not installed: `make system` installs the postgresql package")
+    with pg_server.postgres() as url:
+        yield url

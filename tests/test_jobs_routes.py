@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import time
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from graphs import jobs as job_module
 from graphs import routers, voiceprints
 from graphs.ingress import app
+from speechcore.audio import wav_bytes
 from speechcore.jobs.store import Job, JobStore
 from speechcore.settings import get_settings
 from tests.audio_files import silence_wav
@@ -138,3 +140,18 @@ def test_patient_transcription_waits_out_a_full_lane():
     lane = Lane()
     assert asyncio.run(_in_turn(lane, ["a", "b", "c"])) == ["ta", "tb", "tc"]
     assert lane.calls == ["a", "b", "b", "c"]
+
+
+def test_postgresql_holds_the_jobs_and_one_voiceprint_library_for_every_family(client, env, pg_url, tmp_path):
+    """A cluster's setting: one database URL, no SQLite file written; a voice enrolled through the
+    speakers API is the job API's voiceprint (its own id format), and a delete there is seen here."""
+    env(SPEECH_DATABASE_URL=pg_url)
+    reset()
+    noise = wav_bytes(np.random.default_rng(1).normal(0, 0.1, 32000).astype(np.float32))
+    assert client.post("/speakers/ann/enroll", files={"file": ("a.wav", noise, "audio/wav")}).status_code == 200
+    listed = client.get("/api/voiceprints").json()
+    assert [(v["name"], v["sample_count"]) for v in listed] == [("ann", 1)] and listed[0]["id"].startswith("spk_")
+    assert client.get("/api/transcriptions").json() == []
+    assert client.delete(f"/api/voiceprints/{listed[0]['id']}").json() == {"ok": True}
+    assert client.get("/speakers").json() == {"speakers": []}
+    assert sorted(p.name for p in tmp_path.glob("*.sqlite3")) == []

@@ -12,15 +12,6 @@ from speechcore.jobs.matching import Candidate, Cohort, MatchPolicy, match
 from speechcore.jobs.store import Job, JobStore
 from speechcore.pipelines.diarization import Dialogue
 from speechcore.schemas import Word
-from tests import pg_server
-
-
-@pytest.fixture(scope="module")
-def pg_url():
-    if not pg_server.available():
-        pytest.fail("PostgreSQL is not installed: `make system` installs the postgresql package")
-    with pg_server.postgres() as url:
-        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -11,6 +11,7 @@ import pytest
 
 from speechcore.audio import decode_audio, pcm_to_float
 from speechcore.errors import ApiError, AudioError
+from speechcore.speakers.schema import samples
 from speechcore.speakers.store import VoiceprintStore
 
 
@@ -52,8 +53,8 @@ def test_store_refuses_non_finite_embeddings_and_skips_old_ones(tmp_path):
     sid = store.id_by_name("alice")
     # A row poisoned before the check existed: reads skip it, so scores stay finite.
     with store._write() as db:
-        db.execute("INSERT INTO samples (speaker_id, model, dim, embedding, seconds, created_at) "
-                   "VALUES (?, 'm', 3, ?, 0, 0)", (sid, np.array([np.nan, 1, 0], "<f4").tobytes()))
+        db.execute(samples.insert().values(speaker_id=sid, model="m", dim=3, seconds=0, created_at=0,
+                                           embedding=np.array([np.nan, 1, 0], "<f4").tobytes()))
     alice = store.get(sid, "m")
     assert len(alice.embeddings) == 1 and np.isfinite(np.stack(alice.embeddings)).all()
     assert np.isfinite(store.impostors("m")).all()

@@ -83,7 +83,7 @@ def test_stranger_is_not_identified(api, handles):
 
 
 def test_enrolments_persist_in_the_database_with_audio(api):
-    store = VoiceprintStore(get_settings().data_dir)
+    store = VoiceprintStore.from_settings(get_settings())
     sid = store.id_by_name("reader")
     speaker = store.get(sid, "eres2net")
     assert len(speaker.embeddings) == 2 and speaker.embeddings[0].shape == (192,)
@@ -98,12 +98,12 @@ def test_concurrent_enrolments_of_one_name_keep_every_sample(api, base_url):
         return [r.status_code for r in rs]
 
     assert asyncio.run(enroll_all()) == [200] * 5
-    store = VoiceprintStore(get_settings().data_dir)
+    store = VoiceprintStore.from_settings(get_settings())
     assert store.sample_count(store.id_by_name("busy")) == 5
 
 
 def test_delete_removes_speaker_samples_and_files(api):
-    store = VoiceprintStore(get_settings().data_dir)
+    store = VoiceprintStore.from_settings(get_settings())
     sid = store.id_by_name("busy")
     assert api.delete("/speakers/busy").json() == {"message": "Speaker 'busy' deleted successfully"}
     assert store.sample_count(sid) == 0 and not (store.audio_root / sid).exists()

@@ -1,4 +1,7 @@
-"""Voiceprint store and scoring without Ray: persistence, cascade deletes, concurrent writers, AS-norm."""
+"""Voiceprint store and scoring without Ray: persistence, cascade deletes, concurrent writers, AS-norm.
+
+The store tests run twice, on the embedded SQLite file and on a real PostgreSQL
+server (tests/pg_server.py), the same assertions for both."""
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -13,6 +16,21 @@ from speechcore.speakers.store import VoiceprintStore
 MODEL = "test-model"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request):
+    """None (SQLite in the test's folder) or the session's PostgreSQL, emptied after the test."""
+    if request.param == "sqlite":
+        yield None
+        return
+    pg = request.getfixturevalue("pg_url")
+    yield pg
+    store = VoiceprintStore(request.getfixturevalue("tmp_path"), pg)
+    with store.engine.begin() as db:
+        for table in ("samples", "cohort", "speakers"):
+            db.exec_driver_sql(f"DELETE FROM {table}")
+    store.close()
+
+
 def unit(v) -> np.ndarray:
     v = np.asarray(v, np.float32)
     return v / np.linalg.norm(v)
@@ -22,13 +40,13 @@ def enroll(store: VoiceprintStore, name: str, vec, family: str = "reachy", audio
     return store.add_sample(family=family, model=MODEL, embedding=unit(vec), audio=audio, name=name)
 
 
-def test_samples_accumulate_and_persist_across_reopen(tmp_path):
-    store = VoiceprintStore(tmp_path)
+def test_samples_accumulate_and_persist_across_reopen(tmp_path, url):
+    store = VoiceprintStore(tmp_path, url)
     enroll(store, "alice", [1, 0, 0], audio=np.full(16000, 0.1, np.float32))
     speaker, path = enroll(store, "alice", [0.9, 0.1, 0], audio=np.full(8000, 0.1, np.float32))
     enroll(store, "bob", [0, 1, 0])
     store.close()
-    reopened = VoiceprintStore(tmp_path)
+    reopened = VoiceprintStore(tmp_path, url)
     assert reopened.names() == ["alice", "bob"]
     alice = reopened.get(reopened.id_by_name("alice"), MODEL)
     assert len(alice.embeddings) == 2 and len(alice.audio_paths) == 2
@@ -36,8 +54,8 @@ def test_samples_accumulate_and_persist_across_reopen(tmp_path):
     assert reopened.get(alice.id, "other-model").embeddings == []
 
 
-def test_delete_removes_samples_and_audio(tmp_path):
-    store = VoiceprintStore(tmp_path)
+def test_delete_removes_samples_and_audio(tmp_path, url):
+    store = VoiceprintStore(tmp_path, url)
     speaker, path = enroll(store, "alice", [1, 0, 0], audio=np.full(16000, 0.1, np.float32))
     assert store.delete(speaker.id)
     assert not (tmp_path / path).exists() and not (tmp_path / "speakers" / speaker.id).exists()
@@ -45,8 +63,8 @@ def test_delete_removes_samples_and_audio(tmp_path):
     assert not store.delete(speaker.id)
 
 
-def test_voice_family_names_may_repeat_reachy_names_may_not(tmp_path):
-    store = VoiceprintStore(tmp_path)
+def test_voice_family_names_may_repeat_reachy_names_may_not(tmp_path, url):
+    store = VoiceprintStore(tmp_path, url)
     a, _ = enroll(store, "Nguyen Van A", [1, 0, 0], family="voice")
     b, _ = enroll(store, "Nguyen Van A", [0, 1, 0], family="voice")
     assert a.id != b.id and store.names("voice") == ["Nguyen Van A"] * 2
@@ -54,8 +72,8 @@ def test_voice_family_names_may_repeat_reachy_names_may_not(tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["../etc", "a/b", "", "x" * 200, "A1B2C3D4-0000-0000-0000-000000000000"])
-def test_bad_ids_and_names_are_refused_before_touching_disk(tmp_path, bad):
-    store = VoiceprintStore(tmp_path)
+def test_bad_ids_and_names_are_refused_before_touching_disk(tmp_path, url, bad):
+    store = VoiceprintStore(tmp_path, url)
     with pytest.raises(ApiError) as err:
         store.delete(bad)
     assert err.value.status == 422
@@ -65,8 +83,8 @@ def test_bad_ids_and_names_are_refused_before_touching_disk(tmp_path, bad):
 
 
 def _enroll_many(args):
-    data_dir, worker, n = args
-    store = VoiceprintStore(data_dir)
+    data_dir, url, worker, n = args
+    store = VoiceprintStore(data_dir, url)
     rng = np.random.default_rng(worker)
     for _ in range(n):
         store.add_sample(family="reachy", model=MODEL, embedding=unit(rng.normal(size=8)),
@@ -74,14 +92,66 @@ def _enroll_many(args):
     return worker
 
 
-def test_concurrent_enrolments_from_several_processes_lose_nothing(tmp_path):
+def test_concurrent_enrolments_from_several_processes_lose_nothing(tmp_path, url):
     with mp.get_context("spawn").Pool(4) as pool:
-        pool.map(_enroll_many, [(str(tmp_path), w, 15) for w in range(4)])
-    store = VoiceprintStore(tmp_path)
+        pool.map(_enroll_many, [(str(tmp_path), url, w, 15) for w in range(4)])
+    store = VoiceprintStore(tmp_path, url)
     sid = store.id_by_name("shared")
     assert store.names() == ["shared"]
     assert store.sample_count(sid) == 60
     assert len(list((tmp_path / "speakers" / sid).glob("*.wav"))) == 60
+
+
+def test_reads_renames_cohort_and_reembedding_agree_on_both_databases(tmp_path, url):
+    store = VoiceprintStore(tmp_path, url)
+    alice, _ = enroll(store, "alice", [1, 0, 0], audio=np.full(16000, 0.1, np.float32))
+    enroll(store, "alice", [0.9, 0.1, 0])
+    bob, _ = enroll(store, "Bob", [0, 1, 0], family="voice", audio=np.full(8000, 0.1, np.float32))
+    assert [(s["name"], s["samples"]) for s in store.summaries("reachy")] == [("alice", 2)]
+    assert store.count("voice") == 1 and store.count("reachy") == 1
+    assert store.rename(bob.id, "Robert") and store.names("voice") == ["Robert"]
+    assert not store.rename("00000000-0000-4000-8000-000000000000", "nobody")
+    assert store.add_cohort(MODEL, [unit([0, 0, 1]), unit([1, 1, 1])], source="test") == 2
+    assert store.impostors(MODEL).shape == (5, 3)                    # cohort + every sample
+    assert store.impostors(MODEL, exclude_speaker=alice.id).shape == (3, 3)
+    store.drop_cohort(MODEL)
+    assert store.cohort_size(MODEL) == 0
+    todo, no_audio = store.samples_to_reembed("new-model")
+    assert [(sid, seconds) for sid, _, seconds in todo] == [(alice.id, 1.0), (bob.id, 0.5)] and no_audio == 1
+    store.add_embedding(alice.id, "new-model", unit([1, 0]), todo[0][1], 1.0)
+    assert [t[0] for t in store.samples_to_reembed("new-model")[0]] == [bob.id]
+    assert store.get(alice.id, "new-model").audio_paths == [todo[0][1]]
+
+
+def test_a_database_written_by_the_first_schema_opens_unchanged(tmp_path):
+    """voiceprints.sqlite3 files from before the SQLAlchemy store (hand-written DDL, user_version 1)."""
+    import sqlite3
+
+    legacy = sqlite3.connect(tmp_path / "voiceprints.sqlite3")
+    legacy.executescript(LEGACY_SCHEMA)
+    legacy.execute("INSERT INTO speakers VALUES ('0b0e7c4e-8d1a-4d57-9a57-3c1f1d2b0a11', 'reachy', 'old', '', 1, 1)")
+    legacy.execute("INSERT INTO samples (speaker_id, model, dim, embedding, seconds, created_at) VALUES "
+                   "('0b0e7c4e-8d1a-4d57-9a57-3c1f1d2b0a11', ?, 3, ?, 1, 1)", (MODEL, unit([1, 0, 0]).tobytes()))
+    legacy.commit()
+    legacy.close()
+    store = VoiceprintStore(tmp_path)
+    assert store.names() == ["old"] and len(store.get(store.id_by_name("old"), MODEL).embeddings) == 1
+    speaker, path = enroll(store, "old", [0, 1, 0], audio=np.full(1600, 0.1, np.float32))
+    assert len(speaker.embeddings) == 2 and path.endswith("/2.wav")
+    assert store.delete(speaker.id) and store.sample_count(speaker.id) == 0
+
+
+LEGACY_SCHEMA = """
+CREATE TABLE speakers (id TEXT PRIMARY KEY, family TEXT NOT NULL, name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL, updated_at REAL NOT NULL);
+CREATE UNIQUE INDEX speakers_reachy_name ON speakers(name) WHERE family = 'reachy';
+CREATE TABLE samples (id INTEGER PRIMARY KEY AUTOINCREMENT,
+    speaker_id TEXT NOT NULL REFERENCES speakers(id) ON DELETE CASCADE, model TEXT NOT NULL,
+    dim INTEGER NOT NULL, embedding BLOB NOT NULL, audio_path TEXT, seconds REAL NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE cohort (id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, embedding BLOB NOT NULL,
+    source TEXT NOT NULL DEFAULT '');
+PRAGMA user_version=1;
+"""
 
 
 def test_scores_switch_to_as_norm_once_the_cohort_is_large_enough():

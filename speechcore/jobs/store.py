@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+
+from speechcore.sql import driver_errors_as, engine_for
 
 SCHEMA_VERSION = 1
 TERMINAL = ("completed", "failed")
@@ -59,19 +59,6 @@ class Job:
 
 class StoreError(RuntimeError):
     """The store could not be read or written (the HTTP edge answers 503)."""
-
-
-def engine_for(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL mode and a busy timeout so processes wait for each other."""
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(conn: Any, _record: Any) -> None:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
 
 
 class JobStore:
@@ -172,19 +159,9 @@ class JobStore:
         with self._guard(), self.engine.connect() as db:
             return [_job(r) for r in db.execute(query).mappings()]
 
-    def _guard(self) -> _Guard:
-        return _Guard()
-
-
-class _Guard:
-    """Database driver errors become StoreError (the edge answers 503, without the driver's text)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
-        if isinstance(exc, sa.exc.SQLAlchemyError):
-            raise StoreError(type(exc).__name__) from exc
+    def _guard(self) -> Any:
+        """Database driver errors become StoreError (the edge answers 503, without the driver's text)."""
+        return driver_errors_as(StoreError)
 
 
 def _job(row: Any) -> Job:

@@ -1,17 +1,19 @@
 """Voiceprint store: speakers, every enrolment sample's embedding and audio, the impostor cohort.
 
-SQLite in WAL mode under the data dir. Every write is one `BEGIN IMMEDIATE`
-transaction, so enrolments from several ingress replicas (processes) serialise
-on the database lock instead of losing samples. Audio files live under
-`<data_dir>/speakers/<speaker uuid>/`; ids are validated as UUIDs before any
-path is built, so no request can reach outside that folder.
+One SQLAlchemy Core schema (speechcore.speakers.schema) on the server's
+database URL: SQLite in WAL mode under the data dir by default, PostgreSQL on
+a cluster (the same database as the job store), so every replica and node
+shares one voiceprint library. Every write is one serialised transaction
+(`BEGIN IMMEDIATE` on SQLite, a transaction-level advisory lock on
+PostgreSQL), so enrolments from several replicas wait for each other instead
+of losing samples or racing on a name. Audio files live under
+`<root>/speakers/<speaker uuid>/`; ids are validated as UUIDs before any path
+is built, so no request can reach outside that folder.
 """
 from __future__ import annotations
 
 import re
 import shutil
-import sqlite3
-import threading
 import time
 import unicodedata
 import uuid
@@ -21,10 +23,16 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
+import sqlalchemy as sa
+from sqlalchemy import event
 
 from speechcore.audio import wav_bytes
 from speechcore.errors import ApiError
-from speechcore.speakers.schema import connect, migrate
+from speechcore.settings import Settings
+from speechcore.speakers.schema import SCHEMA_VERSION, cohort, metadata, samples, schema_version, speakers
+from speechcore.sql import driver_errors_as, engine_for, is_sqlite
+
+WRITE_LOCK = 0x766F6963   # PostgreSQL advisory lock key of voiceprint writes ("voic")
 
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 NAME_PATTERN = r"^[^\x00-\x1f/\\]{1,128}$"
@@ -98,39 +106,74 @@ def _array(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f4").astype(np.float32)
 
 
+class StoreUnavailable(ApiError):
+    """The voiceprint database could not be read or written (503, without the driver's text)."""
+
+    def __init__(self, kind: str):
+        super().__init__(503, "store_unavailable", "The voiceprint store is unavailable; try again later.")
+        self.kind = kind
+
+
 class VoiceprintStore:
-    def __init__(self, data_dir: str | Path):
-        self.root = Path(data_dir)
+    def __init__(self, root: str | Path, url: str | None = None):
+        """Audio under `root`; the database at `url` (default: SQLite `root/voiceprints.sqlite3`)."""
+        self.root = Path(root)
         self.audio_root = self.root / "speakers"
         self.audio_root.mkdir(parents=True, exist_ok=True)
-        self.db_path = str(self.root / "voiceprints.sqlite3")
-        self._local = threading.local()
-        migrate(self.conn)
+        self.url = url or f"sqlite:///{self.root / 'voiceprints.sqlite3'}"
+        self.sqlite = is_sqlite(self.url)
+        self.engine = engine_for(self.url)
+        if self.sqlite:
+            event.listen(self.engine, "connect", _sqlite_manual_transactions)
+        self._migrate()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> VoiceprintStore:
+        """The server's store: on `database_url` when set (shared with the job store), audio under
+        `storage_dir` when set (a cluster's shared folder), else both in `data_dir`."""
+        return cls(settings.storage_dir or settings.data_dir, settings.database_url)
 
     @property
-    def conn(self) -> sqlite3.Connection:
-        """One connection per thread (a sqlite3 connection must not run two transactions at once)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = connect(self.db_path)
-        return conn
+    def location(self) -> str:
+        """Where the database is, for messages (without a password)."""
+        return sa.make_url(self.url).render_as_string(hide_password=True)
+
+    def _migrate(self) -> None:
+        with driver_errors_as(StoreUnavailable):
+            try:
+                metadata.create_all(self.engine, checkfirst=True)
+            except sa.exc.DBAPIError:       # another process created the tables at the same moment
+                metadata.create_all(self.engine, checkfirst=True)
+        with self._write() as db:
+            version = db.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+            if version is None:
+                db.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+            elif version > SCHEMA_VERSION:
+                raise RuntimeError(f"voiceprint database is schema {version}, newer than this code "
+                                   f"({SCHEMA_VERSION})")
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self.engine.dispose()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One immediate (write-locked) transaction: other writers wait on the busy timeout."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+    def _write(self) -> Iterator[sa.Connection]:
+        """One serialised write transaction: other writers (threads, processes, nodes) wait for it."""
+        with driver_errors_as(StoreUnavailable), self.engine.connect() as db:
+            if self.sqlite:
+                db.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                db.execute(sa.select(sa.func.pg_advisory_xact_lock(WRITE_LOCK)))
+            try:
+                yield db
+                db.commit()
+            except BaseException:
+                db.rollback()
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with driver_errors_as(StoreUnavailable), self.engine.connect() as db:
+            yield db
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -143,35 +186,40 @@ class VoiceprintStore:
         """
         assert family in FAMILIES
         name = check_name(name)
-        now = time.time()
+        blob, now = _blob(embedding), time.time()
         with self._write() as db:
             sid = speaker_id
             if sid is None and family == "reachy":
-                sid = self._id_by_name(db, name, family)
-            if sid is None or not db.execute("SELECT 1 FROM speakers WHERE id=?", (sid,)).fetchone():
+                sid = _id_by_name(db, name, family)
+            if sid is None or not db.execute(sa.select(speakers.c.id).where(speakers.c.id == sid)).first():
                 sid = sid or str(uuid.uuid4())
-                db.execute("INSERT INTO speakers (id, family, name, description, created_at, updated_at) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (sid, family, name, description, now, now))
+                db.execute(speakers.insert().values(id=sid, family=family, name=name, description=description,
+                                                    created_at=now, updated_at=now))
             else:
-                db.execute("UPDATE speakers SET updated_at=? WHERE id=?", (now, sid))
+                db.execute(speakers.update().where(speakers.c.id == sid).values(updated_at=now))
             seconds = len(audio) / 16000 if audio is not None else 0.0
-            cur = db.execute("INSERT INTO samples (speaker_id, model, dim, embedding, seconds, created_at) "
-                             "VALUES (?, ?, ?, ?, ?, ?)", (sid, model, len(embedding), _blob(embedding), seconds, now))
+            inserted = db.execute(samples.insert().values(speaker_id=sid, model=model, dim=len(embedding),
+                                                          embedding=blob, seconds=seconds, created_at=now))
             rel = None
             if audio is not None:
-                rel = f"speakers/{sid}/{cur.lastrowid}.wav"
+                sample_id = inserted.inserted_primary_key[0]   # type: ignore[index]
+                rel = f"speakers/{sid}/{sample_id}.wav"
                 self._write_file(rel, wav_bytes(audio))
-                db.execute("UPDATE samples SET audio_path=? WHERE id=?", (rel, cur.lastrowid))
+                db.execute(samples.update().where(samples.c.id == sample_id).values(audio_path=rel))
         speaker = self.get(sid, model)
         assert speaker is not None   # written above, in this transaction
         return speaker, rel
 
     def delete(self, speaker_id: str, family: str | None = None) -> bool:
-        """Remove the speaker (of `family` when given), its samples (cascade) and its audio folder."""
+        """Remove the speaker (of `family` when given), its samples and its audio folder."""
         check_speaker_id(speaker_id)
+        query = speakers.delete().where(speakers.c.id == speaker_id)
+        if family is not None:
+            query = query.where(speakers.c.family == family)
         with self._write() as db:
-            gone = db.execute("DELETE FROM speakers WHERE id=? AND family=IFNULL(?, family)",
-                              (speaker_id, family)).rowcount > 0
+            gone = db.execute(query).rowcount > 0
+            if gone:   # explicit, whatever the database's foreign-key enforcement
+                db.execute(samples.delete().where(samples.c.speaker_id == speaker_id))
         if gone:
             shutil.rmtree(self.audio_root / speaker_id, ignore_errors=True)
         return gone
@@ -181,18 +229,19 @@ class VoiceprintStore:
         check_speaker_id(speaker_id)
         name = check_name(name)
         with self._write() as db:
-            return db.execute("UPDATE speakers SET name=?, updated_at=? WHERE id=?",
-                              (name, time.time(), speaker_id)).rowcount > 0
+            return db.execute(speakers.update().where(speakers.c.id == speaker_id)
+                              .values(name=name, updated_at=time.time())).rowcount > 0
 
     def add_cohort(self, model: str, embeddings: list[np.ndarray], source: str = "") -> int:
-        with self._write() as db:
-            db.executemany("INSERT INTO cohort (model, embedding, source) VALUES (?, ?, ?)",
-                           [(model, _blob(e), source) for e in embeddings])
+        rows = [{"model": model, "embedding": _blob(e), "source": source} for e in embeddings]
+        if rows:
+            with self._write() as db:
+                db.execute(cohort.insert(), rows)
         return self.cohort_size(model)
 
     def drop_cohort(self, model: str) -> None:
         with self._write() as db:
-            db.execute("DELETE FROM cohort WHERE model=?", (model,))
+            db.execute(cohort.delete().where(cohort.c.model == model))
 
     def _write_file(self, rel: str, data: bytes) -> None:
         path = self.root / rel
@@ -206,56 +255,63 @@ class VoiceprintStore:
     def samples_to_reembed(self, model: str) -> tuple[list[tuple[str, str, float]], int]:
         """(speaker id, audio path, seconds) of stored sample audio with no embedding of `model` yet,
         and how many samples of other models have no audio to re-embed."""
-        rows = self.conn.execute(
-            "SELECT speaker_id, audio_path, MAX(seconds), MAX(model = ?) FROM samples "
-            "WHERE audio_path IS NOT NULL GROUP BY speaker_id, audio_path ORDER BY MIN(id)", (model,)).fetchall()
-        missing = self.conn.execute("SELECT COUNT(*) FROM samples WHERE audio_path IS NULL AND model != ?",
-                                    (model,)).fetchone()[0]
-        return [(sid, rel, seconds) for sid, rel, seconds, done in rows if not done], missing
+        done = sa.func.max(sa.case((samples.c.model == model, 1), else_=0))
+        query = (sa.select(samples.c.speaker_id, samples.c.audio_path, sa.func.max(samples.c.seconds), done)
+                 .where(samples.c.audio_path.is_not(None))
+                 .group_by(samples.c.speaker_id, samples.c.audio_path).order_by(sa.func.min(samples.c.id)))
+        no_audio = (sa.select(sa.func.count()).select_from(samples)
+                    .where(samples.c.audio_path.is_(None), samples.c.model != model))
+        with self._read() as db:
+            rows: list[Any] = list(db.execute(query).all())
+            missing = db.execute(no_audio).scalar_one()
+        return [(str(sid), str(rel), float(secs)) for sid, rel, secs, has in rows if not has], int(missing)
 
     def add_embedding(self, speaker_id: str, model: str, embedding: np.ndarray, audio_path: str,
                       seconds: float) -> None:
         """Another model's embedding of a stored sample's audio (the audio file is shared)."""
         with self._write() as db:
-            db.execute("INSERT INTO samples (speaker_id, model, dim, embedding, audio_path, seconds, created_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (speaker_id, model, len(embedding), _blob(embedding), audio_path, seconds, time.time()))
+            db.execute(samples.insert().values(speaker_id=speaker_id, model=model, dim=len(embedding),
+                                               embedding=_blob(embedding), audio_path=audio_path,
+                                               seconds=seconds, created_at=time.time()))
 
     # --- reads ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _id_by_name(db: sqlite3.Connection, name: str, family: str) -> str | None:
-        row = db.execute("SELECT id FROM speakers WHERE family=? AND name=?", (family, name)).fetchone()
-        return row[0] if row else None
-
     def id_by_name(self, name: str, family: str = "reachy") -> str | None:
-        return self._id_by_name(self.conn, unicodedata.normalize("NFKC", name), family)
+        with self._read() as db:
+            return _id_by_name(db, unicodedata.normalize("NFKC", name), family)
 
     def names(self, family: str = "reachy") -> list[str]:
-        rows = self.conn.execute("SELECT name FROM speakers WHERE family=? ORDER BY created_at, name", (family,))
-        return [r[0] for r in rows]
+        query = (sa.select(speakers.c.name).where(speakers.c.family == family)
+                 .order_by(speakers.c.created_at, speakers.c.name))
+        with self._read() as db:
+            return list(db.execute(query).scalars())
 
     def summaries(self, family: str) -> list[dict[str, Any]]:
         """Every speaker of `family` with its sample count, oldest first."""
-        rows = self.conn.execute(
-            "SELECT s.id, s.name, s.description, s.created_at, s.updated_at, COUNT(m.id) FROM speakers s "
-            "LEFT JOIN samples m ON m.speaker_id = s.id WHERE s.family=? GROUP BY s.id "
-            "ORDER BY s.created_at, s.id", (family,))
+        s = speakers.c
+        query = (sa.select(s.id, s.name, s.description, s.created_at, s.updated_at, sa.func.count(samples.c.id))
+                 .select_from(speakers.outerjoin(samples, samples.c.speaker_id == s.id))
+                 .where(s.family == family).group_by(s.id).order_by(s.created_at, s.id))
         keys = ("speaker_id", "name", "description", "created_at", "updated_at", "samples")
-        return [dict(zip(keys, r)) for r in rows]
+        with self._read() as db:
+            return [dict(zip(keys, r)) for r in db.execute(query)]
 
     def count(self, family: str) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM speakers WHERE family=?", (family,)).fetchone()[0]
+        return self._count(speakers, speakers.c.family == family)
 
     def get(self, speaker_id: str, model: str) -> Speaker | None:
         """The speaker with its samples of `model` (samples of another model are not comparable)."""
-        row = self.conn.execute("SELECT id, family, name, description, created_at, updated_at FROM speakers "
-                                "WHERE id=?", (speaker_id,)).fetchone()
-        if row is None:
-            return None
+        s = speakers.c
+        with self._read() as db:
+            row: Any = db.execute(sa.select(s.id, s.family, s.name, s.description, s.created_at,
+                                            s.updated_at).where(s.id == speaker_id)).first()
+            if row is None:
+                return None
+            rows: list[Any] = list(db.execute(
+                sa.select(samples.c.embedding, samples.c.audio_path)
+                .where(samples.c.speaker_id == speaker_id, samples.c.model == model).order_by(samples.c.id)))
         speaker = Speaker(*row)
-        for blob, path in self.conn.execute("SELECT embedding, audio_path FROM samples WHERE speaker_id=? "
-                                            "AND model=? ORDER BY id", (speaker_id, model)):
+        for blob, path in rows:
             if not _finite([blob]):
                 continue
             speaker.embeddings.append(_array(blob))
@@ -264,24 +320,41 @@ class VoiceprintStore:
         return speaker
 
     def speakers(self, family: str, model: str) -> list[Speaker]:
-        ids = [r[0] for r in self.conn.execute("SELECT id FROM speakers WHERE family=? ORDER BY created_at",
-                                               (family,))]
+        query = sa.select(speakers.c.id).where(speakers.c.family == family).order_by(speakers.c.created_at)
+        with self._read() as db:
+            ids: list[str] = list(db.execute(query).scalars())
         return [s for s in (self.get(i, model) for i in ids) if s is not None]
 
     def sample_count(self, speaker_id: str) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM samples WHERE speaker_id=?", (speaker_id,)).fetchone()[0]
+        return self._count(samples, samples.c.speaker_id == speaker_id)
 
     def impostors(self, model: str, exclude_speaker: str | None = None) -> np.ndarray:
         """Impostor cohort for AS-norm: the cohort table plus every other speaker's samples."""
-        rows = self.conn.execute(
-            "SELECT embedding FROM cohort WHERE model=? UNION ALL "
-            "SELECT embedding FROM samples WHERE model=? AND speaker_id IS NOT ?",
-            (model, model, exclude_speaker)).fetchall()
-        usable = _finite(r[0] for r in rows)
+        query = sa.union_all(
+            sa.select(cohort.c.embedding).where(cohort.c.model == model),
+            sa.select(samples.c.embedding).where(samples.c.model == model,
+                                                 samples.c.speaker_id.is_distinct_from(exclude_speaker)))
+        with self._read() as db:
+            usable = _finite(db.execute(query).scalars())
         return np.stack(usable) if usable else np.zeros((0, 0), np.float32)
 
     def cohort_size(self, model: str) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM cohort WHERE model=?", (model,)).fetchone()[0]
+        return self._count(cohort, cohort.c.model == model)
+
+    def _count(self, table: sa.Table, where: Any) -> int:
+        with self._read() as db:
+            return int(db.execute(sa.select(sa.func.count()).select_from(table).where(where)).scalar_one())
 
     def path_of(self, rel: str) -> Path:
         return self.root / rel
+
+
+def _id_by_name(db: sa.Connection, name: str, family: str) -> str | None:
+    row = db.execute(sa.select(speakers.c.id).where(speakers.c.family == family, speakers.c.name == name)).first()
+    return str(row[0]) if row else None
+
+
+def _sqlite_manual_transactions(conn: Any, _record: Any) -> None:
+    """The driver opens no transaction of its own (so `BEGIN IMMEDIATE` can), and cascades are on."""
+    conn.isolation_level = None
+    conn.execute("PRAGMA foreign_keys=ON")
