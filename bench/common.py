@@ -45,15 +45,33 @@ def _children() -> dict[int, list[int]]:
 
 def process_tree_rss(root: int | None = None) -> list[tuple[str, float]]:
     """(process name, RSS MiB) for `root` and all its descendants."""
+    return [(name, rss) for name, rss, _ in process_tree_memory(root)]
+
+
+def process_tree_memory(root: int | None = None) -> list[tuple[str, float, float]]:
+    """(process name, RSS MiB, PSS MiB) for `root` and all its descendants.
+
+    RSS counts a shared page (libraries, memory-mapped weights) once per process
+    that maps it, so their sum overstates the total; PSS splits each shared page
+    between its processes, so the PSS sum is what the tree really holds."""
     tree, out, stack = _children(), [], [root or os.getpid()]
     while stack:
         pid = stack.pop()
         stack.extend(tree.get(pid, []))
         try:
-            rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                       if line.startswith("VmRSS:")) / 1024
+            rss = _kib(Path(f"/proc/{pid}/status"), "VmRSS:") / 1024
+            pss = _kib(Path(f"/proc/{pid}/smaps_rollup"), "Pss:") / 1024
             name = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except (OSError, StopIteration):
             continue
-        out.append((name.split(" ")[0].removeprefix("ray::")[:60], rss))
+        out.append((name.split(" ")[0].removeprefix("ray::")[:60], rss, pss))
     return out
+
+
+def _kib(path: Path, key: str) -> int:
+    return next(int(line.split()[1]) for line in path.read_text().splitlines() if line.startswith(key))
+
+
+def available_mib() -> float:
+    """The machine's MemAvailable: a start's drop in it is what the start took from the machine."""
+    return _kib(Path("/proc/meminfo"), "MemAvailable:") / 1024

@@ -35,7 +35,15 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def serve_config() -> dict:
-    return launch.load_config(CPU_CONFIG, port=free_port())
+    """The CPU profile, with the deployments it loads on first use started warm: tests assert on every
+    loaded model, and the first-use path has its own test (tests/test_edge_app.py)."""
+    config = launch.load_config(CPU_CONFIG, port=free_port())
+    for app in config["applications"]:
+        for deployment in app.get("deployments", []):
+            scaling = deployment.get("autoscaling_config") or {}
+            if scaling.get("min_replicas") == 0:
+                deployment["autoscaling_config"] = {**scaling, "initial_replicas": 1}
+    return config
 
 
 @pytest.fixture(scope="session")

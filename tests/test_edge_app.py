@@ -28,7 +28,7 @@ def edge(base_url, serve_config):
                runtime_env={"env_vars": {"API_KEY": KEY, "SPEECH_CORS_ORIGINS": ORIGIN}})
     for d in app["deployments"]:
         if "autoscaling_config" in d:
-            d["autoscaling_config"] = {**d["autoscaling_config"], "min_replicas": 0}
+            d["autoscaling_config"] = {**d["autoscaling_config"], "min_replicas": 0, "initial_replicas": 0}
     launch.deploy({**serve_config, "applications": [*serve_config["applications"], app]})
     try:
         launch.wait_ready(base_url, timeout_s=180, path="/edge/readyz")   # public: no key needed
