@@ -3,9 +3,10 @@
 Ray Data runs them as `map_batches` stages (decode as CPU tasks, VAD and ASR as
 actor pools with their own resources); tests and a plain loop can call them
 directly. They use the server's own pieces: `speechcore.audio.decode_audio`,
-the profile's VAD and ASR backends, and the planning/merging steps of
-`speechcore.pipelines.transcription`, so a file gets the transcript the
-server would give it. A file that fails carries its `error` through the later
+the profile's VAD, speaker-embedding and ASR backends, the planning/merging
+steps of `speechcore.pipelines.transcription` and the diarization of
+`speechcore.pipelines.diarization`, so a file gets the transcript and the
+speakers the server would give it. A file that fails carries its `error` through the later
 stages instead of stopping the run.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from batch.files import read_bytes
 from speechcore.audio import SAMPLE_RATE, decode_audio
 from speechcore.errors import ApiError
+from speechcore.pipelines.diarization import DiarizationParams, Span, Turn, diarize_batched, speaker_at
 from speechcore.pipelines.segments import sentence_segments
 from speechcore.pipelines.transcription import (PlannedRequest, asr_requests, merge_transcripts,
                                                 plan_transcription, speech_sample)
@@ -83,6 +85,37 @@ class VAD:
         return {**batch, "regions": _objects(regions), "error": _objects(errors)}
 
 
+class Diarize:
+    """audio + regions -> who spoke when (`turns_json`), with the profile's speaker-embedding model in
+    this actor and the server's clustering; a file that fails gets an `error`, the others go on."""
+
+    def __init__(self, spec: dict[str, Any]):
+        from speechcore.backends import load_backend
+
+        self.spec = BackendSpec(**spec)
+        self.backend = load_backend("speaker_embedding", self.spec)
+        self.params = DiarizationParams.from_options(self.spec.options)
+
+    def __call__(self, batch: Batch) -> Batch:
+        turns, errors = [""] * len(batch["path"]), list(batch["error"])
+        for i, error in enumerate(errors):
+            if error:
+                continue
+            try:
+                found = diarize_batched(batch["audio"][i], spans(batch["regions"][i]), self.backend.embed_batch,
+                                        self.params)
+                turns[i] = json.dumps([[t.speaker, t.start, t.end] for t in found.turns])
+            except Exception as exc:
+                log.exception("diarization failed on %s", batch["path"][i])
+                errors[i] = _error_text(exc)
+        return {**batch, "turns_json": _objects(turns), "error": _objects(errors)}
+
+
+def spans(regions: np.ndarray) -> list[Span]:
+    """Flat [start, end, start, end, ...] seconds (how regions travel between stages) -> spans."""
+    return [(float(regions[j]), float(regions[j + 1])) for j in range(0, len(regions), 2)]
+
+
 class ASR:
     """audio + regions -> transcript, planned and merged as the server does; requests of all files
     in the batch go to the model together (one batched decode per language and options)."""
@@ -99,11 +132,13 @@ class ASR:
         out: dict[str, list[Any]] = {"language": [""] * n, "text": [""] * n, "segments_json": [""] * n,
                                      "error": list(batch["error"])}
         todo = [i for i in range(n) if not out["error"][i]]
+        turns = batch.get("turns_json")
         try:
             for i, t in zip(todo, self.transcribe([batch["audio"][i] for i in todo],
                                                   [batch["regions"][i] for i in todo])):
                 out["language"][i], out["text"][i] = t.language, t.text
-                out["segments_json"][i] = json.dumps([_segment_dict(s) for s in t.segments])
+                who = [Turn(*x) for x in json.loads(turns[i])] if turns is not None else None
+                out["segments_json"][i] = json.dumps([_segment_dict(s, who) for s in t.segments])
         except Exception as exc:
             log.exception("ASR failed on a batch")
             for i in todo:
@@ -114,8 +149,7 @@ class ASR:
 
     def transcribe(self, audios: list[np.ndarray], regions: list[np.ndarray]) -> list[Transcript]:
         """The server's file pipeline (graphs/transcription.py) with the model in this process."""
-        plans = [plan_transcription([(float(r[j]), float(r[j + 1])) for j in range(0, len(r), 2)])
-                 for r in regions]
+        plans = [plan_transcription(spans(r)) for r in regions]
         requests: list[ASRRequest] = []
         for audio, plan in zip(audios, plans):
             requests += asr_requests(audio, plan, self._options_for(audio, plan))
@@ -135,8 +169,10 @@ class ASR:
         return options
 
 
-def _segment_dict(seg: Any) -> dict[str, Any]:
+def _segment_dict(seg: Any, turns: list[Turn] | None) -> dict[str, Any]:
+    """A sentence segment; with `turns`, its speaker: the one whose turns cover most of it."""
     d = asdict(seg)
+    speaker = speaker_at(seg.start, seg.end, turns) if turns else d.get("speaker")
     return {"id": d["id"], "start": d["start"], "end": d["end"], "text": d["text"].strip(),
             "avg_logprob": d["avg_logprob"], "no_speech_prob": d["no_speech_prob"],
-            "speaker": d.get("speaker"), "words": [{**w, "word": w["word"].strip()} for w in d["words"] or []]}
+            "speaker": speaker, "words": [{**w, "word": w["word"].strip()} for w in d["words"] or []]}

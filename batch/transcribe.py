@@ -1,6 +1,7 @@
 """Batch transcription with Ray Data: `python -m batch.transcribe INPUT OUTPUT.parquet`.
 
-decode (CPU tasks) -> VAD (CPU actors) -> ASR (actors with the profile's GPU
+decode (CPU tasks) -> VAD (CPU actors) [-> diarization (actors with the
+profile's speaker-embedding share)] -> ASR (actors with the profile's GPU
 share, or CPUs) as `map_batches` stages, built from the same profile the
 server runs (`--config`, default the CPU profile) and the same Ray-free
 pipeline code. Rows stream back to this driver, which appends them to the
@@ -32,10 +33,13 @@ class Plan:
     vad: dict[str, Any]
     asr: dict[str, Any]
     asr_resources: dict[str, float]
+    embedding: dict[str, Any]
+    embedding_resources: dict[str, float]
 
 
 def load_plan(config: Path, model: str | None) -> Plan:
-    """The VAD and ASR backends of the profile's app, and the ASR deployment's accelerator share."""
+    """The VAD, ASR and speaker-embedding backends of the profile's app, and their deployments' accelerator
+    shares."""
     profile = yaml.safe_load(config.read_text())
     app = profile["applications"][0]
     spec = GraphSpec.model_validate(app["args"])
@@ -43,12 +47,18 @@ def load_plan(config: Path, model: str | None) -> Plan:
     if name not in spec.asr:
         raise SystemExit(f"unknown model {name!r}; the profile has: {', '.join(sorted(spec.asr))}")
     asr = spec.asr[name]
-    options = next((d.get("ray_actor_options", {}) for d in app.get("deployments", [])
-                    if d.get("name") == asr.deployment), {})
-    gpus = float(options.get("num_gpus", 0) or 0)
-    resources = {"num_gpus": gpus, "num_cpus": float(options.get("num_cpus", 1) or 0)} if gpus else {"num_cpus": 1.0}
     vad = {**spec.role("vad").model_dump(), "device": "cpu"}   # a CPU stage, apart from the GPU one
-    return Plan(vad=vad, asr=asr.model_dump(exclude={"deployment"}), asr_resources=resources)
+    return Plan(vad=vad, asr=asr.model_dump(exclude={"deployment"}), asr_resources=_resources(app, asr.deployment),
+                embedding=spec.role("speaker_embedding").model_dump(),
+                embedding_resources=_resources(app, "speaker_embedding"))
+
+
+def _resources(app: dict[str, Any], deployment: str) -> dict[str, float]:
+    """A stage's actor resources: the deployment's GPU share (with its CPUs) where it has one, else 1 CPU."""
+    options = next((d.get("ray_actor_options", {}) for d in app.get("deployments", [])
+                    if d.get("name") == deployment), {})
+    gpus = float(options.get("num_gpus", 0) or 0)
+    return {"num_gpus": gpus, "num_cpus": float(options.get("num_cpus", 1) or 0)} if gpus else {"num_cpus": 1.0}
 
 
 def build_dataset(paths: list[str], plan: Plan, options: dict[str, Any], args: argparse.Namespace) -> Any:
@@ -62,6 +72,10 @@ def build_dataset(paths: list[str], plan: Plan, options: dict[str, Any], args: a
     ds = ds.map_batches(stages.decode, batch_size=1, num_cpus=args.decode_cpus)
     ds = ds.map_batches(stages.VAD, fn_constructor_args=(plan.vad,), batch_size=args.batch_size,
                         num_cpus=args.vad_cpus, compute=ray.data.ActorPoolStrategy(size=args.vad_actors))
+    if args.diarize:
+        ds = ds.map_batches(stages.Diarize, fn_constructor_args=(plan.embedding,), batch_size=args.batch_size,
+                            compute=ray.data.ActorPoolStrategy(size=args.diarize_actors),
+                            **plan.embedding_resources)
     return ds.map_batches(stages.ASR, fn_constructor_args=(plan.asr, options), batch_size=args.batch_size,
                           compute=ray.data.ActorPoolStrategy(size=args.asr_actors), **plan.asr_resources)
 
@@ -78,8 +92,6 @@ def init_ray() -> None:
 def run(args: argparse.Namespace) -> dict[str, float]:
     """Transcribe what is not yet in OUTPUT; returns counts for the summary line."""
     output = Path(args.output)
-    if args.diarize:
-        raise SystemExit("--diarize is not wired into the batch pipeline yet; run without it")
     plan = load_plan(Path(args.config), args.model)
     inputs = list_inputs(args.input)
     done = done_paths(output)
@@ -130,11 +142,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="Serve profile the models and resources come from (serve_config.yaml: GPU)")
     p.add_argument("--model", help="ASR model name from the profile (default: its default_asr)")
     p.add_argument("--language", help="language hint (default: detected per file)")
-    p.add_argument("--diarize", action="store_true", help="label segments with speakers (pending)")
+    p.add_argument("--diarize", action="store_true",
+                   help="label each segment with its speaker (SPEAKER_00, ...) and list them in `speakers`")
     p.add_argument("--beam-size", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=8, help="files per VAD/ASR batch")
     p.add_argument("--asr-actors", type=int, default=1, help="ASR actors (one per GPU on a cluster)")
     p.add_argument("--vad-actors", type=int, default=1)
+    p.add_argument("--diarize-actors", type=int, default=1, help="speaker-embedding actors (with --diarize)")
     p.add_argument("--decode-cpus", type=float, default=0.25)
     p.add_argument("--vad-cpus", type=float, default=0.5)
     p.add_argument("--quiet", action="store_true", help="no Ray Data progress bars")

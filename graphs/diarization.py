@@ -35,9 +35,7 @@ class Diarized:
 
 
 def params_for(svc: Services, min_speakers: int = 0, max_speakers: int = 0) -> DiarizationParams:
-    options = svc.spec.role("speaker_embedding").options
-    return DiarizationParams(threshold=float(options.get("diarization_threshold", 0.3)),
-                             min_speakers=max(0, min_speakers), max_speakers=max(0, max_speakers))
+    return DiarizationParams.from_options(svc.spec.role("speaker_embedding").options, min_speakers, max_speakers)
 
 
 async def transcribe_diarized(svc: Services, audio: np.ndarray, language: str | None,

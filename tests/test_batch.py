@@ -13,7 +13,8 @@ from batch.files import PartWriter, done_paths, list_inputs, to_row
 from batch.transcribe import load_plan
 from speechcore.settings import REPO_ROOT
 from speechcore.textmetrics import wer
-from tests.speech import cards, librivox
+from speechcore.pipelines.diarization import Turn, diarization_error_rate
+from tests.speech import CALL, call_turns, cards, librivox
 
 
 def test_inputs_from_folder_glob_and_list(tmp_path):
@@ -47,15 +48,16 @@ def test_plan_takes_backends_and_accelerator_share_from_the_profile():
     cpu = load_plan(REPO_ROOT / "configs" / "serve_cpu.yaml", "whisper-tiny.en")
     assert cpu.asr["model"] == "whisper-tiny.en" and cpu.asr_resources == {"num_cpus": 1.0}
     assert cpu.vad["backend"] == "silero-onnx"
+    assert cpu.embedding["backend"] == "eres2net-onnx" and cpu.embedding_resources == {"num_cpus": 1.0}
     gpu = load_plan(REPO_ROOT / "serve_config.yaml", None)
-    assert gpu.asr_resources["num_gpus"] > 0
+    assert gpu.asr_resources["num_gpus"] > 0 and gpu.embedding_resources["num_gpus"] > 0
 
 
-def _run(inputs, output):
+def _run(inputs, output, *extra):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     env.pop("RAY_ADDRESS", None)
     return subprocess.run([sys.executable, "-m", "batch.transcribe", str(inputs), str(output), "--model",
-                           "whisper-tiny.en", "--language", "en", "--quiet"],
+                           "whisper-tiny.en", "--language", "en", "--quiet", *extra],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -88,3 +90,22 @@ def test_batch_run_transcribes_recordings_keeps_going_past_a_bad_file_and_resume
     assert "3 already in" in second.stderr and "1 to do" in second.stderr
     table = pq.read_table(out).to_pylist()
     assert len(table) == 4 and wer(card_ref, next(r for r in table if r["path"].endswith(card.name))["text"]) < 0.5
+
+
+def test_batch_diarize_labels_the_two_speakers_of_a_call(tmp_path):
+    """`--diarize` on the pyannote call (two speakers, reference RTTM) beside a broken file: segments
+    carry speakers that follow the reference turns, `speakers` lists them, the bad file has its error."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(CALL, folder / "call.wav")
+    (folder / "broken.wav").write_bytes(b"RIFF this is not audio")
+    run = _run(folder, tmp_path / "out.parquet", "--diarize")
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = {os.path.basename(r["path"]): r for r in pq.read_table(tmp_path / "out.parquet").to_pylist()}
+    assert rows["broken.wav"]["error"].startswith("invalid_audio_format") and rows["broken.wav"]["speakers"] is None
+    call = rows["call.wav"]
+    assert call["error"] is None and call["speakers"] == ["SPEAKER_00", "SPEAKER_01"], call["speakers"]
+    assert all(s["speaker"] in call["speakers"] for s in call["segments"])
+    hypothesis = [Turn(s["speaker"], s["start"], s["end"]) for s in call["segments"]]
+    reference = [Turn(*t) for t in call_turns()]
+    assert diarization_error_rate(reference, hypothesis) < 0.35

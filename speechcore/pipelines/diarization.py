@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
@@ -51,6 +51,14 @@ class DiarizationParams:
     """Turns shorter than this inside a region are absorbed by their neighbours (window jitter)."""
     concurrency: int = 16
     """Embedding calls in flight at once (the deployment batches them)."""
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], min_speakers: int = 0,
+                     max_speakers: int = 0) -> DiarizationParams:
+        """The embedding model's calibrated clustering threshold (`diarization_threshold` among the
+        speaker_embedding role's options) and the request's speaker bounds."""
+        return cls(threshold=float(options.get("diarization_threshold", 0.3)),
+                   min_speakers=max(0, min_speakers), max_speakers=max(0, max_speakers))
 
 
 @dataclass(frozen=True)
@@ -236,10 +244,25 @@ async def diarize(audio: np.ndarray, regions: Sequence[Span], embed: Embed,
 
     async def one(span: Span) -> np.ndarray:
         async with gate:
-            return await embed(audio[int(span[0] * SAMPLE_RATE):int(span[1] * SAMPLE_RATE)])
+            return await embed(_clip(audio, span))
 
     embeddings = np.stack(await asyncio.gather(*(one(s) for s in spans))).astype(np.float32)
     return assemble(regions, spans, embeddings, params)
+
+
+def diarize_batched(audio: np.ndarray, regions: Sequence[Span],
+                    embed_batch: Callable[[list[np.ndarray]], list[np.ndarray]],
+                    params: DiarizationParams = DiarizationParams()) -> Diarization:
+    """`diarize` with the embedding model in this process (batch pipelines): one batched call."""
+    spans = windows(regions, params)
+    if not spans:
+        return Diarization([])
+    embeddings = np.stack(embed_batch([_clip(audio, s) for s in spans])).astype(np.float32)
+    return assemble(regions, spans, embeddings, params)
+
+
+def _clip(audio: np.ndarray, span: Span) -> np.ndarray:
+    return audio[int(span[0] * SAMPLE_RATE):int(span[1] * SAMPLE_RATE)]
 
 
 def assemble(regions: Sequence[Span], spans: Sequence[Span], embeddings: np.ndarray,
