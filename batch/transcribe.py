@@ -104,6 +104,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     import ray.data
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if args.quiet:   # Ray Data warns that the bars are off: the user asked for that
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     ray.data.DataContext.get_current().enable_progress_bars = not args.quiet
     options = {"language": args.language, "beam_size": args.beam_size}
     writer, started = PartWriter(output), time.monotonic()
