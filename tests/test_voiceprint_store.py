@@ -82,6 +82,17 @@ def test_bad_ids_and_names_are_refused_before_touching_disk(tmp_path, url, bad):
             enroll(store, bad, [1, 0, 0])
 
 
+def test_control_characters_in_a_description_are_refused_on_both_databases(tmp_path, url):
+    store = VoiceprintStore(tmp_path, url)
+    for bad in ("a\x00b", "bell\x07", "x" * 1001):
+        with pytest.raises(ApiError) as err:
+            store.add_sample(family="voice", model=MODEL, embedding=unit([1, 0]), audio=None, name="n", description=bad)
+        assert err.value.status == 422 and err.value.code == "invalid_description"
+    speaker, _ = store.add_sample(family="voice", model=MODEL, embedding=unit([1, 0]), audio=None, name="n",
+                                  description="line one\nline two\tand ünïcode 你好")
+    assert store.get(speaker.id, MODEL).description == "line one\nline two\tand ünïcode 你好"
+
+
 def _enroll_many(args):
     data_dir, url, worker, n = args
     store = VoiceprintStore(data_dir, url)

@@ -69,10 +69,13 @@ class JobStore:
 
     def _migrate(self) -> None:
         with self._guard():
-            try:
-                metadata.create_all(self.engine, checkfirst=True)
-            except sa.exc.DBAPIError:       # another process created the tables at the same moment
-                metadata.create_all(self.engine, checkfirst=True)
+            for attempt in range(len(metadata.tables) + 1):
+                try:
+                    metadata.create_all(self.engine, checkfirst=True)
+                    break
+                except sa.exc.DBAPIError:   # another process created a table at the same moment: go on
+                    if attempt == len(metadata.tables):
+                        raise
         with self._guard(), self._tx() as db:
             version = db.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
             if version is None:

@@ -80,6 +80,15 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_description(description: str) -> str:
+    """At most 1000 characters of text: no NUL or other control characters except tab and newlines
+    (PostgreSQL text cannot hold a NUL; the embedded store must refuse what the cluster's would)."""
+    if len(description) > 1000 or any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in description):
+        raise ApiError(422, "invalid_description", "Descriptions are at most 1000 characters, without control "
+                                                   "characters.", param="description")
+    return description
+
+
 # Scripts that are legitimately written together (Japanese, Korean with Hanja, both with Latin).
 _SCRIPT_MIXES = ({"HAN", "HIRAGANA", "KATAKANA", "LATIN"}, {"HAN", "HANGUL", "LATIN"})
 
@@ -139,12 +148,10 @@ class VoiceprintStore:
         return sa.make_url(self.url).render_as_string(hide_password=True)
 
     def _migrate(self) -> None:
-        with driver_errors_as(StoreUnavailable):
-            try:
-                metadata.create_all(self.engine, checkfirst=True)
-            except sa.exc.DBAPIError:       # another process created the tables at the same moment
-                metadata.create_all(self.engine, checkfirst=True)
+        """Tables and version in one write transaction (DDL is transactional on both databases), so
+        replicas starting together create them once instead of racing table by table."""
         with self._write() as db:
+            metadata.create_all(db, checkfirst=True)
             version = db.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
             if version is None:
                 db.execute(schema_version.insert().values(version=SCHEMA_VERSION))
@@ -185,7 +192,7 @@ class VoiceprintStore:
         voice-family speakers get a new UUID unless `speaker_id` names one.
         """
         assert family in FAMILIES
-        name = check_name(name)
+        name, description = check_name(name), check_description(description)
         blob, now = _blob(embedding), time.time()
         with self._write() as db:
             sid = speaker_id
