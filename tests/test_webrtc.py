@@ -35,10 +35,24 @@ async def transcribe(client: Client, audio) -> str:
 
 
 async def answer_played(client: Client, count: int = 1) -> None:
-    """The answer's text is complete and its audio has played out (a second of silence since)."""
+    """The answer's text is complete, the engine is listening again (it has sent all the audio and waited
+    for its playout) and a second of silence has arrived since. Silence alone is not the end: on a loaded
+    machine synthesis of the next sentence can lag its playout by more than a second."""
     await client.wait_message("agent_end", 180, count)
+    await listening(client, 180)
     await client.wait_for(lambda: client.audio and voiced_seconds(client.received(client.audio[-1][0] - 1.0)) == 0
                           and client.audio[-1][0] - 1.0 > client.of("agent_end")[count - 1]["at"], 60)
+
+
+async def listening(client: Client, timeout_s: float) -> None:
+    """This peer's conversation is back in `listening` (as /status reports it)."""
+    async def loop() -> None:
+        while True:
+            state = (await client.http.get("/status")).json()["webrtc"]
+            if any(p["pc_id"] == client.pc_id and p["conversation"] == "listening" for p in state["peers"]):
+                return
+            await asyncio.sleep(0.25)
+    await asyncio.wait_for(loop(), timeout_s)
 
 
 def test_spoken_question_over_webrtc(base_url):
