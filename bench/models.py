@@ -157,9 +157,9 @@ def parity() -> None:
     for name in ("whisper-base", "whisper-tiny.en"):
         model = asr_backend(name)
         paths = [("faster-whisper vad_filter", library_path(name))]
-        paths += [(f"server plan, merged across <= {gap:g} s{', speech-sized windows' if fast else ''}",
-                   server_path(model, detector, PlanLimits(merge_gap_s=gap), fast))
-                  for fast in (False, True) for gap in (0.5, 1.0)]
+        paths += [("server plan, a window per chunk (before)", server_path(model, detector,
+                                                                           PlanLimits(pack_windows=False))),
+                  ("server plan, chunks packed into windows (now)", server_path(model, detector))]
         base = None
         for how, run in paths:
             run([files[0][0][: 5 * SAMPLE_RATE]])   # warm

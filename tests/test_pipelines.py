@@ -26,17 +26,31 @@ def words_of(text: str, start: float = 0.0, step: float = 0.4, pauses: dict[int,
 
 def test_plan_merges_close_regions_and_bounds_speech_per_request():
     regions = [(1.0, 5.0), (5.3, 10.0), (30.0, 50.0), (60.0, 80.0), (100.0, 101.0)]
-    plan = plan_transcription(regions, PlanLimits(max_chunk_s=28.0, merge_gap_s=0.5, max_request_s=30.0))
-    assert [(p.start_s, p.end_s) for p in plan] == [(1.0, 50.0), (60.0, 101.0)]
-    assert plan[0].clips == ((0.0, 9.0), (29.0, 49.0))        # relative to the request's slice
-    assert plan[1].clips == ((0.0, 20.0), (40.0, 41.0))
+    plan = plan_transcription(regions, PlanLimits(max_chunk_s=28.0, merge_gap_s=0.5, max_request_s=30.0,
+                                                  pack_windows=False))
+    assert [p.pieces for p in plan] == [((1.0, 10.0), (30.0, 50.0)), ((60.0, 80.0), (100.0, 101.0))]
+    assert plan[1].clips == ((0.0, 20.0), (20.0, 21.0))      # in the request's own audio: long pauses left out
     assert all(p.speech_s <= 30.0 for p in plan)
     assert plan_transcription([]) == []                       # silence: nothing to decode
 
 
-def test_requests_carry_only_their_slice_and_merge_restores_recording_time():
+def test_plan_packs_chunks_into_windows_with_their_pauses_cut_short():
+    regions = [(2.0, 10.0), (10.6, 14.0), (20.0, 30.0), (45.0, 52.0), (70.0, 90.0)]
+    plan = plan_transcription(regions, PlanLimits(max_chunk_s=28.0, merge_gap_s=1.0, packed_gap_s=0.5))
+    assert len(plan) == 1
+    p = plan[0]
+    # 0.6 s pause kept whole; longer pauses keep 0.25 s on each side; windows of <= 28 s
+    assert p.pieces == ((2.0, 14.25), (19.75, 30.25), (44.75, 52.25), (69.75, 90.0))
+    assert p.clips == ((0.0, 22.75), (22.75, 50.5))
+    assert p.recording_time(12.25) == 19.75 and p.recording_time(12.25, end=True) == 14.25   # the seam
+    assert p.recording_time(12.75) == 20.25 and p.recording_time(51.0) == 90.5             # past the end
+    unpacked = plan_transcription(regions, PlanLimits(pack_windows=False))[0]
+    assert len(unpacked.clips) == 4 and unpacked.pieces[0] == (2.0, 14.0)
+
+
+def test_requests_carry_only_their_pieces_and_merge_restores_recording_time():
     audio = np.arange(100 * 16000, dtype=np.float32)
-    plan = plan_transcription([(10.0, 20.0), (70.0, 80.0)], PlanLimits(max_request_s=15.0))
+    plan = plan_transcription([(10.0, 20.0), (70.0, 80.0)], PlanLimits(max_request_s=15.0, pack_windows=False))
     reqs = asr_requests(audio, plan, TranscribeOptions(language="en"))
     assert len(reqs) == 2 and reqs[1].audio[0] == 70 * 16000 and len(reqs[1].audio) == 10 * 16000
     assert reqs[0].clips == [(0.0, 10.0)]
@@ -46,6 +60,19 @@ def test_requests_carry_only_their_slice_and_merge_restores_recording_time():
     assert t.text == "one. two." and t.duration == 100.0
     assert [(s.id, s.start, s.end) for s in t.segments] == [(0, 10.5, 19.0), (1, 71.0, 78.0)]
     assert t.segments[0].words[0].start == 10.5
+
+
+def test_packed_window_segments_map_back_across_the_cut_pause():
+    audio = np.arange(60 * 16000, dtype=np.float32)
+    plan = plan_transcription([(5.0, 10.0), (40.0, 45.0)])
+    (req,) = asr_requests(audio, plan, TranscribeOptions(language="en"))
+    assert req.clips == [(0.0, 10.5)] and req.audio.size == int(10.5 * 16000)
+    assert req.audio[int(5.25 * 16000)] == 39.75 * 16000               # the second chunk follows the cut pause
+    part = Transcript("a. b.", "en", 1.0, 10.5, [Segment(0, 0.5, 5.0, "a."), Segment(1, 5.5, 10.0, "b.", words=[
+        Word(" b.", 5.5, 6.0, 0.9)])])
+    t = merge_transcripts(plan, [part], 60.0, TranscribeOptions())
+    assert [(s.start, s.end) for s in t.segments] == [(5.5, 10.0), (40.0, 44.5)]
+    assert (t.segments[1].words[0].start, t.segments[1].words[0].end) == (40.0, 40.5)
 
 
 def test_silence_merges_to_an_empty_transcript_in_the_requested_language():

@@ -1,10 +1,12 @@
-"""File-transcription planning: speech regions -> decode chunks -> ASR requests -> one transcript.
+"""File-transcription planning: speech regions -> decode windows -> ASR requests -> one transcript.
 
 Pure functions, so the Serve request graph, a job worker and a Ray Data stage
-plan and merge the same way. A request carries only its slice of the audio
-(never the whole recording), and a long recording becomes several requests of
-bounded speech, which replicas can decode in parallel and a batcher can
-interleave with other work.
+plan and merge the same way. Regions close together form chunks; chunks are
+packed into windows of up to 28 s with long pauses cut short, as
+faster-whisper's own VAD path does. A request carries only its pieces of the
+audio (never the whole recording, nor long silences), and a long recording
+becomes several requests, which replicas can decode in parallel and a batcher
+can interleave with other work; the merge maps times back to the recording.
 """
 from __future__ import annotations
 
@@ -22,56 +24,105 @@ Span = tuple[float, float]
 @dataclass(frozen=True)
 class PlanLimits:
     max_chunk_s: float = 28.0
-    """Longest decode chunk: Whisper's window is 30 s; leave room for padding."""
+    """Longest decode window: Whisper's window is 30 s; leave room for padding."""
     merge_gap_s: float = 1.0
-    """Regions closer than this are decoded as one chunk: context, and fewer Whisper windows (each chunk is
-    padded to 30 s, so a pause inside a chunk is free while a pause between chunks costs a window).
-    bench/models.py parity: 1 s beats 0.5 s in WER and time on files with pauses; 1.5-2 s is faster
-    still but loses words where the speaker changes."""
+    """Regions closer than this stay together with their pause (context for the decoder). bench/models.py
+    parity: 1 s beats 0.5 s in WER on files with pauses; 1.5-2 s lost words where the speaker changes."""
+    pack_windows: bool = True
+    """Chunks further apart share a decode window, their pause cut to `packed_gap_s`: every window costs a
+    whole 30 s encoder pass however little speech it holds, so packing is what brings the time of files
+    with pauses to faster-whisper's own VAD path (which packs speech the same way)."""
+    packed_gap_s: float = 0.5
+    """Audio kept between packed chunks (the end of one pause and the start of the next, half each)."""
     max_request_s: float = 240.0
-    """Most speech one ASR request carries; longer recordings become several requests."""
+    """Most audio one ASR request carries; longer recordings become several requests."""
 
 
 @dataclass(frozen=True)
 class PlannedRequest:
-    start_s: float
-    """Where this request's slice begins in the recording."""
-    end_s: float
+    pieces: tuple[Span, ...]
+    """Spans of the recording (seconds) whose audio, laid end to end, is this request's audio."""
     clips: tuple[Span, ...]
-    """Decode chunks, in seconds from `start_s`."""
+    """Decode windows, in seconds of the request's audio."""
+
+    @property
+    def start_s(self) -> float:
+        return self.pieces[0][0]
+
+    @property
+    def end_s(self) -> float:
+        return self.pieces[-1][1]
 
     @property
     def speech_s(self) -> float:
         return sum(e - s for s, e in self.clips)
 
+    def recording_time(self, t: float, end: bool = False) -> float:
+        """A time in the request's audio -> the same instant in the recording. At the seam of two pieces a
+        start belongs to the later piece and an `end` to the earlier one."""
+        offset = 0.0
+        for s, e in self.pieces:
+            length = e - s
+            if t < offset + length or (end and t <= offset + length):
+                return round(s + t - offset, 3)
+            offset += length
+        return round(self.pieces[-1][1] + t - offset, 3)       # past the last piece (Whisper's 20 ms grid)
+
 
 def plan_transcription(regions: list[Span], limits: PlanLimits = PlanLimits()) -> list[PlannedRequest]:
-    """Speech regions (seconds) -> requests of at most `max_request_s` of speech each, in order."""
-    groups: list[list[Span]] = []
-    for chunk in merge_for_decoding(regions, limits.max_chunk_s, limits.merge_gap_s):
-        if not groups or sum(e - s for s, e in groups[-1]) + chunk[1] - chunk[0] > limits.max_request_s:
+    """Speech regions (seconds) -> requests of at most `max_request_s` of audio each, in order."""
+    chunks = merge_for_decoding(regions, limits.max_chunk_s, limits.merge_gap_s)
+    windows: list[list[Span]] = []
+    for piece in _padded(chunks, limits.packed_gap_s / 2 if limits.pack_windows else 0.0):
+        if limits.pack_windows and windows and _length(windows[-1]) + piece[1] - piece[0] <= limits.max_chunk_s:
+            windows[-1].append(piece)
+        else:
+            windows.append([piece])
+    groups: list[list[list[Span]]] = []
+    for window in windows:
+        if not groups or sum(_length(w) for w in groups[-1]) + _length(window) > limits.max_request_s:
             groups.append([])
-        groups[-1].append(chunk)
-    return [PlannedRequest(g[0][0], g[-1][1], tuple((round(s - g[0][0], 3), round(e - g[0][0], 3)) for s, e in g))
-            for g in groups]
+        groups[-1].append(window)
+    return [_request(g) for g in groups]
+
+
+def _padded(chunks: list[Span], pad_s: float) -> list[Span]:
+    """Each chunk with up to `pad_s` of the pauses between it and its neighbours (at most half of each)."""
+    out = []
+    for i, (s, e) in enumerate(chunks):
+        before = min(pad_s, (s - chunks[i - 1][1]) / 2) if i else 0.0
+        after = min(pad_s, (chunks[i + 1][0] - e) / 2) if i + 1 < len(chunks) else 0.0
+        out.append((round(s - before, 3), round(e + after, 3)))
+    return out
+
+
+def _length(spans: list[Span]) -> float:
+    return sum(e - s for s, e in spans)
+
+
+def _request(windows: list[list[Span]]) -> PlannedRequest:
+    pieces, clips, offset = [], [], 0.0
+    for window in windows:
+        start = offset
+        pieces += window
+        offset += _length(window)
+        clips.append((round(start, 3), round(offset, 3)))
+    return PlannedRequest(tuple(pieces), tuple(clips))
 
 
 def asr_requests(audio: np.ndarray, plan: list[PlannedRequest], options: TranscribeOptions) -> list[ASRRequest]:
-    """One ASRRequest per planned request, each with its own slice of `audio` (16 kHz mono)."""
-    return [ASRRequest(audio[_sample(p.start_s):_sample(p.end_s)], list(p.clips), options) for p in plan]
+    """One ASRRequest per planned request, each with only its pieces of `audio` (16 kHz mono)."""
+    return [ASRRequest(_pieces(audio, p), list(p.clips), options) for p in plan]
+
+
+def _pieces(audio: np.ndarray, p: PlannedRequest) -> np.ndarray:
+    return np.concatenate([audio[_sample(s):_sample(e)] for s, e in p.pieces])
 
 
 def speech_sample(audio: np.ndarray, plan: list[PlannedRequest], seconds: float = 30.0) -> np.ndarray:
-    """The first `seconds` of speech (silence left out): what language detection listens to."""
-    pieces, total = [], 0
-    for p in plan:
-        for s, e in p.clips:
-            piece = audio[_sample(p.start_s + s):_sample(p.start_s + e)]
-            pieces.append(piece[: _sample(seconds) - total])
-            total += pieces[-1].size
-            if total >= _sample(seconds):
-                return np.concatenate(pieces)
-    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+    """The first `seconds` of speech (long pauses left out): what language detection listens to."""
+    pieces = [audio[_sample(s):_sample(e)] for p in plan for s, e in p.pieces]
+    return np.concatenate(pieces)[:_sample(seconds)] if pieces else np.zeros(0, dtype=np.float32)
 
 
 def merge_transcripts(plan: list[PlannedRequest], parts: list[Transcript], duration_s: float,
@@ -79,7 +130,7 @@ def merge_transcripts(plan: list[PlannedRequest], parts: list[Transcript], durat
     """The requests' transcripts as one, in recording time; no requests (silence) -> an empty transcript."""
     segments: list[Segment] = []
     for p, t in zip(plan, parts, strict=True):
-        segments += [shift_segment(s, p.start_s, len(segments) + i) for i, s in enumerate(t.segments)]
+        segments += [in_recording_time(s, p, len(segments) + i) for i, s in enumerate(t.segments)]
     first = parts[0] if parts else None
     return Transcript(text=" ".join(t.text.strip() for t in parts if t.text.strip()),
                       language=first.language if first else options.language or "",
@@ -87,12 +138,12 @@ def merge_transcripts(plan: list[PlannedRequest], parts: list[Transcript], durat
                       duration=duration_s, segments=segments, model=first.model if first else model)
 
 
-def shift_segment(seg: Segment, offset_s: float, new_id: int | None = None) -> Segment:
-    """The segment (and its words) moved by `offset_s` seconds, optionally renumbered."""
-    words = None if seg.words is None else [replace(w, start=round(w.start + offset_s, 3),
-                                                    end=round(w.end + offset_s, 3)) for w in seg.words]
-    return replace(seg, id=seg.id if new_id is None else new_id, start=round(seg.start + offset_s, 3),
-                   end=round(seg.end + offset_s, 3), words=words)
+def in_recording_time(seg: Segment, p: PlannedRequest, new_id: int) -> Segment:
+    """A segment of the request's audio (and its words) in recording time, renumbered."""
+    words = None if seg.words is None else [
+        replace(w, start=p.recording_time(w.start), end=p.recording_time(w.end, True)) for w in seg.words]
+    return replace(seg, id=new_id, start=p.recording_time(seg.start), end=p.recording_time(seg.end, True),
+                   words=words)
 
 
 def _sample(seconds: float) -> int:
