@@ -23,7 +23,7 @@ from speechcore.audio import SAMPLE_RATE, decode_audio
 from speechcore.errors import ApiError
 from speechcore.pipelines.diarization import DiarizationParams, Span, Turn, diarize_batched, speaker_at
 from speechcore.pipelines.segments import sentence_segments
-from speechcore.pipelines.transcription import (PlannedRequest, asr_requests, merge_transcripts,
+from speechcore.pipelines.transcription import (PlannedRequest, asr_requests, merge_transcripts, plan_limits,
                                                 plan_transcription, speech_sample)
 from speechcore.schemas import ASRRequest, Transcript, TranscribeOptions
 from speechcore.settings import get_settings
@@ -149,7 +149,8 @@ class ASR:
 
     def transcribe(self, audios: list[np.ndarray], regions: list[np.ndarray]) -> list[Transcript]:
         """The server's file pipeline (graphs/transcription.py) with the model in this process."""
-        plans = [plan_transcription(spans(r)) for r in regions]
+        limits = plan_limits(self.backend.info().extra)
+        plans = [plan_transcription(spans(r), limits) for r in regions]
         requests: list[ASRRequest] = []
         for audio, plan in zip(audios, plans):
             requests += asr_requests(audio, plan, self._options_for(audio, plan))

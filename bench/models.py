@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import table  # noqa: E402
 from speechcore.audio import SAMPLE_RATE, decode_audio  # noqa: E402
 from speechcore.backends import load_backend  # noqa: E402
-from speechcore.pipelines.transcription import (PlanLimits, asr_requests, merge_transcripts,  # noqa: E402
-                                                plan_transcription)
+from speechcore.pipelines.transcription import (PlanLimits, asr_requests, decode_options,  # noqa: E402
+                                                merge_transcripts, plan_limits, plan_transcription)
 from speechcore.schemas import ASRRequest, TranscribeOptions  # noqa: E402
 from speechcore.settings import REPO_ROOT  # noqa: E402
 from speechcore.spec import BackendSpec, GraphSpec  # noqa: E402
@@ -74,14 +74,16 @@ def eval_sets() -> dict[str, list[tuple[np.ndarray, str]]]:
     return sets
 
 
-def server_path(model: Any, detector: Any, limits: PlanLimits = PlanLimits(),
+def server_path(model: Any, detector: Any, limits: PlanLimits | None = None,
                 fast_window: bool = False) -> Callable[[list[np.ndarray]], list[str]]:
     """The server's file path in one process: VAD regions -> plan -> one batched decode -> merge."""
+    limits = limits or plan_limits(model.info().extra)
+
     def run(audios: list[np.ndarray]) -> list[str]:
         options = TranscribeOptions(language="en", fast_window=fast_window)
         plans = [plan_transcription(speech_regions(detector.frame_probs(a), len(a) / SAMPLE_RATE), limits)
                  for a in audios]
-        requests = [asr_requests(a, p, options) for a, p in zip(audios, plans)]
+        requests = [asr_requests(a, p, decode_options(p, options)) for a, p in zip(audios, plans)]
         parts = model.transcribe_batch([r for rs in requests for r in rs])
         out, k = [], 0
         for a, p, rs in zip(audios, plans, requests):
@@ -163,14 +165,14 @@ def parity() -> None:
         base = None
         for how, run in paths:
             run([files[0][0][: 5 * SAMPLE_RATE]])   # warm
-            runs = [timed(run, [a for a, _ in files]) for _ in range(2)]
+            runs = [timed(run, [a for a, _ in files]) for _ in range(4)]
             elapsed, texts = min(runs, key=lambda r: r[0])        # the least disturbed run on a shared machine
             base = base or elapsed
             single = run([a for a, _ in others])
             rows.append([name, how, f"{100 * pooled_wer([(ref, t) for (_, ref), t in zip(files, texts)]):.1f} %",
                          round(elapsed, 2), round(elapsed / base, 2),
                          f"{100 * pooled_wer([(ref, t) for (_, ref), t in zip(others, single)]):.1f} %"])
-    table(f"Long files with pauses ({len(files)} files, {audio_s:.0f} s): WER and seconds (best of 2) against "
+    table(f"Long files with pauses ({len(files)} files, {audio_s:.0f} s): WER and seconds (best of 4) against "
           "faster-whisper's own VAD path; WER of the single recordings (LibriVox, cards, call)",
           ["model", "path", "WER long files", "seconds", "x library", "WER single recordings"], rows)
 

@@ -32,7 +32,8 @@ def in_process(model_dir: str, threads: int):
     from speechcore.backends.whisper_asr import FasterWhisperASR
     from speechcore.schemas import TranscribeOptions
     from speechcore.spec import BackendSpec
-    from speechcore.pipelines.transcription import asr_requests, merge_transcripts, plan_transcription
+    from speechcore.pipelines.transcription import (asr_requests, decode_options, merge_transcripts, plan_limits,
+                                                    plan_transcription)
     from speechcore.vad import speech_regions
 
     vad = SileroVAD(BackendSpec(backend="silero-onnx", model="silero-vad"))
@@ -42,8 +43,9 @@ def in_process(model_dir: str, threads: int):
     def run(data: bytes) -> str:
         audio = decode_audio(data)
         options = TranscribeOptions(language="en")
-        plan = plan_transcription(speech_regions(vad.frame_probs(audio), len(audio) / 16000))
-        parts = asr.transcribe_batch(asr_requests(audio, plan, options))   # the server's plan, in one process
+        plan = plan_transcription(speech_regions(vad.frame_probs(audio), len(audio) / 16000),
+                                  plan_limits(asr.info().extra))
+        parts = asr.transcribe_batch(asr_requests(audio, plan, decode_options(plan, options)))   # the server's plan
         return merge_transcripts(plan, parts, len(audio) / 16000, options).text
     return run
 

@@ -19,7 +19,8 @@ from speechcore.audio import SAMPLE_RATE
 from speechcore.errors import ApiError
 from speechcore.languages import normalize_language
 from speechcore.pipelines.segments import sentence_segments
-from speechcore.pipelines.transcription import asr_requests, merge_transcripts, plan_transcription, speech_sample
+from speechcore.pipelines.transcription import (asr_requests, decode_options, merge_transcripts, plan_limits,
+                                                plan_transcription, speech_sample)
 from speechcore.schemas import ASRRequest, Transcript, TranscribeOptions
 
 
@@ -36,9 +37,9 @@ async def transcribe(svc: Services, audio: np.ndarray, model: str | None, option
     asr = svc.asr(model)
     name = model or svc.spec.default_asr
     options.language = normalize_language(options.language)
-    await check_model_supports(asr, name, options)
-    plan = plan_transcription(await svc.vad.regions(audio))
-    decode = replace(options, word_timestamps=options.word_timestamps or sentences)
+    info = await check_model_supports(asr, name, options)
+    plan = plan_transcription(await svc.vad.regions(audio), plan_limits(info.get("extra", {})))
+    decode = decode_options(plan, replace(options, word_timestamps=options.word_timestamps or sentences))
     if len(plan) > 1 and not decode.language:   # one language for the whole recording, detected once
         decode.language, _ = await asr.detect_language(speech_sample(audio, plan))
     requests = [replace(r, lane="bulk") for r in asr_requests(audio, plan, decode)]
@@ -46,8 +47,8 @@ async def transcribe(svc: Services, audio: np.ndarray, model: str | None, option
     transcript = merge_transcripts(plan, parts, len(audio) / SAMPLE_RATE, options, name)
     if sentences:
         transcript.segments = sentence_segments(transcript.segments)
-        if not options.word_timestamps:
-            transcript.segments = [replace(s, words=None) for s in transcript.segments]
+    if not options.word_timestamps:
+        transcript.segments = [replace(s, words=None) for s in transcript.segments]
     return transcript, time.perf_counter() - started
 
 
@@ -77,11 +78,12 @@ async def _in_turn(asr: ASR, requests: list[ASRRequest]) -> list[Transcript]:
     return out
 
 
-async def check_model_supports(asr: ASR, name: str, options: TranscribeOptions) -> None:
-    """400 for a language or task the model `name` cannot do (files and live sessions alike)."""
+async def check_model_supports(asr: ASR, name: str, options: TranscribeOptions) -> dict[str, Any]:
+    """400 for a language or task the model `name` cannot do (files and live sessions alike); the model's
+    info ({} while it is not ready: the call answers 503 next)."""
     info = await asr.info()
     if not info:
-        return  # not ready: the call answers 503 next
+        return {}
     languages = info["languages"]
     if options.language and isinstance(languages, list) and options.language not in languages:
         hint = f"supported: {', '.join(languages)}" if len(languages) < 10 else "use an ISO 639-1 code such as en, de, fr"
@@ -95,3 +97,4 @@ async def check_model_supports(asr: ASR, name: str, options: TranscribeOptions) 
     if options.task == "translate" and not info.get("extra", {}).get("translate"):
         raise ApiError(400, "unsupported_task", f"Model {name!r} cannot translate; choose a multilingual model.",
                        param="model")
+    return info

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from speechcore.pipelines.segments import sentence_segments, split_words
-from speechcore.pipelines.transcription import (PlanLimits, asr_requests, merge_transcripts, plan_transcription,
-                                                speech_sample)
+from speechcore.pipelines.transcription import (PlanLimits, asr_requests, decode_options, merge_transcripts,
+                                                plan_limits, plan_transcription, speech_sample)
 from speechcore.schemas import Segment, Transcript, TranscribeOptions, Word
 
 
@@ -73,6 +73,31 @@ def test_packed_window_segments_map_back_across_the_cut_pause():
     t = merge_transcripts(plan, [part], 60.0, TranscribeOptions())
     assert [(s.start, s.end) for s in t.segments] == [(5.5, 10.0), (40.0, 44.5)]
     assert (t.segments[1].words[0].start, t.segments[1].words[0].end) == (40.0, 40.5)
+
+
+def test_a_segment_across_a_cut_pause_is_split_by_its_words():
+    audio = np.zeros(60 * 16000, dtype=np.float32)
+    plan = plan_transcription([(5.0, 10.0), (40.0, 45.0)])
+    assert decode_options(plan, TranscribeOptions()).word_timestamps      # words are needed to split
+    words = [Word(" one", 4.0, 4.5, 0.9), Word(" two.", 4.6, 5.0, 0.9), Word(" three", 5.5, 6.0, 0.9)]
+    part = Transcript("one two. three", "en", 1.0, 10.5, [Segment(0, 4.0, 6.0, "one two. three", tokens=[1, 2, 3],
+                                                                    words=words)])
+    t = merge_transcripts(plan, [part], 60.0, TranscribeOptions())
+    assert [(s.id, s.start, s.end, s.text, s.tokens) for s in t.segments] == [
+        (0, 9.0, 10.0, "one two.", []), (1, 40.0, 40.5, "three", [])]
+    whole = Transcript("x", "en", 1.0, 10.5, [Segment(0, 4.0, 6.0, "x")])          # no words: kept whole
+    assert [(s.start, s.end) for s in merge_transcripts(plan, [whole], 60.0, TranscribeOptions()).segments] == [
+        (9.0, 40.5)]
+
+
+def test_windows_are_packed_only_for_fixed_window_models_with_words():
+    assert plan_limits({"fixed_window_s": 30}).pack_windows
+    assert not plan_limits({}).pack_windows                                      # Moonshine, NeMo
+    assert not plan_limits({"fixed_window_s": 30, "word_timestamps": False}).pack_windows
+    one = plan_transcription([(5.0, 10.0), (40.0, 45.0)], plan_limits({}))
+    assert [p.pieces for p in one] == [((5.0, 10.0), (40.0, 45.0))] and len(one[0].clips) == 2
+    assert not decode_options(plan_transcription([(5.0, 10.0)]), TranscribeOptions()).word_timestamps
+    assert not decode_options(one, TranscribeOptions()).word_timestamps         # a window per piece: no cut
 
 
 def test_silence_merges_to_an_empty_transcript_in_the_requested_language():

@@ -88,7 +88,7 @@ class FasterWhisperASR:
                          path=self.path, size_bytes=size_bytes(self.path),
                          languages=list(_LANGUAGE_CODES) if self.multilingual else ["en"],
                          extra={"description": entry.description if entry else "",
-                                "translate": self.multilingual})
+                                "translate": self.multilingual, "fixed_window_s": 30})
 
     def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
         if not self.multilingual:

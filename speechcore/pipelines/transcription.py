@@ -11,11 +11,12 @@ can interleave with other work; the merge maps times back to the recording.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from speechcore.audio import SAMPLE_RATE
-from speechcore.schemas import ASRRequest, Segment, Transcript, TranscribeOptions
+from speechcore.schemas import ASRRequest, Segment, Transcript, TranscribeOptions, Word
 from speechcore.vad import merge_for_decoding
 
 Span = tuple[float, float]
@@ -57,16 +58,39 @@ class PlannedRequest:
     def speech_s(self) -> float:
         return sum(e - s for s, e in self.clips)
 
-    def recording_time(self, t: float, end: bool = False) -> float:
-        """A time in the request's audio -> the same instant in the recording. At the seam of two pieces a
-        start belongs to the later piece and an `end` to the earlier one."""
+    def piece_at(self, t: float, end: bool = False) -> tuple[int, float]:
+        """(index of the piece holding time `t` of the request's audio, where that piece starts there).
+        At the seam of two pieces a start belongs to the later piece and an `end` to the earlier one; a
+        time past the last piece (Whisper's 20 ms grid) belongs to the last."""
         offset = 0.0
-        for s, e in self.pieces:
-            length = e - s
-            if t < offset + length or (end and t <= offset + length):
-                return round(s + t - offset, 3)
-            offset += length
-        return round(self.pieces[-1][1] + t - offset, 3)       # past the last piece (Whisper's 20 ms grid)
+        for i, (s, e) in enumerate(self.pieces):
+            if t < offset + e - s or (end and t <= offset + e - s) or i == len(self.pieces) - 1:
+                return i, offset
+            offset += e - s
+        raise AssertionError("unreachable")
+
+    def recording_time(self, t: float, end: bool = False) -> float:
+        """A time in the request's audio -> the same instant in the recording."""
+        i, offset = self.piece_at(t, end)
+        return round(self.pieces[i][0] + t - offset, 3)
+
+    @property
+    def has_cuts(self) -> bool:
+        """A window holds pieces with a pause cut out between them: a segment may run across the cut."""
+        return len(self.pieces) > len(self.clips)
+
+
+def plan_limits(model_extra: dict[str, Any]) -> PlanLimits:
+    """The plan for a model (its ModelInfo.extra): windows are packed only for a model that pads every
+    window to a fixed length (Whisper) and that gives word timestamps, by which segments are cut at the
+    pauses packing removed; a model whose cost follows the audio gains nothing from packing."""
+    return PlanLimits(pack_windows=bool(model_extra.get("fixed_window_s"))
+                      and model_extra.get("word_timestamps") is not False)
+
+
+def decode_options(plan: list[PlannedRequest], options: TranscribeOptions) -> TranscribeOptions:
+    """The options the ASR requests need: word timestamps on when pauses were cut (to split segments)."""
+    return replace(options, word_timestamps=options.word_timestamps or any(p.has_cuts for p in plan))
 
 
 def plan_transcription(regions: list[Span], limits: PlanLimits = PlanLimits()) -> list[PlannedRequest]:
@@ -130,12 +154,27 @@ def merge_transcripts(plan: list[PlannedRequest], parts: list[Transcript], durat
     """The requests' transcripts as one, in recording time; no requests (silence) -> an empty transcript."""
     segments: list[Segment] = []
     for p, t in zip(plan, parts, strict=True):
-        segments += [in_recording_time(s, p, len(segments) + i) for i, s in enumerate(t.segments)]
+        for seg in t.segments:
+            segments += [in_recording_time(part, p, len(segments) + i) for i, part in enumerate(at_cuts(seg, p))]
     first = parts[0] if parts else None
     return Transcript(text=" ".join(t.text.strip() for t in parts if t.text.strip()),
                       language=first.language if first else options.language or "",
                       language_probability=first.language_probability if first else 0.0,
                       duration=duration_s, segments=segments, model=first.model if first else model)
+
+
+def at_cuts(seg: Segment, p: PlannedRequest) -> list[Segment]:
+    """The segment split where it runs across a cut pause (by its words' pieces), so that no segment spans
+    a silence the decoder never heard; a segment without words stays whole."""
+    if not p.has_cuts or not seg.words:
+        return [seg]
+    groups: dict[int, list[Word]] = {}
+    for w in seg.words:
+        groups.setdefault(p.piece_at((w.start + w.end) / 2)[0], []).append(w)
+    if len(groups) == 1:
+        return [seg]
+    return [replace(seg, start=words[0].start, end=words[-1].end, text="".join(w.word for w in words).strip(),
+                    tokens=[], words=words) for _, words in sorted(groups.items())]
 
 
 def in_recording_time(seg: Segment, p: PlannedRequest, new_id: int) -> Segment:
