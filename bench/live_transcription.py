@@ -2,6 +2,7 @@
 
     python bench/live_transcription.py latency      # p50/p95 final latency per model, vs offline
     python bench/live_transcription.py concurrency  # streams one machine sustains (p95 final <= 1 s)
+    (--models moonshine-base,whisper-tiny.en picks the models; default: all three)
     python bench/live_transcription.py policy       # ASR calls per turn by speculation delay (no Ray)
 
 Starts configs/serve_cpu.yaml on a private Ray instance (graphs/launch.py), streams
@@ -34,7 +35,8 @@ from speechcore.textmetrics import wer  # noqa: E402
 from tests.conftest import CPU_CONFIG, free_port  # noqa: E402
 from tests.speech import CALL, librivox  # noqa: E402
 
-MODELS = {"whisper-tiny.en": "asr_whisper_tiny_en", "whisper-base": "asr_whisper_base"}
+MODELS = {"moonshine-base": "asr_moonshine_base", "whisper-tiny.en": "asr_whisper_tiny_en",
+          "whisper-base": "asr_whisper_base"}
 PAUSE_S = 1.2
 
 
@@ -170,7 +172,10 @@ def main() -> None:
     parser.add_argument("what", choices=["latency", "concurrency", "policy"])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--levels", default="1,2,4,6,8,12,16")
+    parser.add_argument("--models", default=",".join(MODELS))
     args = parser.parse_args()
+    for name in set(MODELS) - set(args.models.split(",")):
+        del MODELS[name]
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     items = sorted(librivox().items())
