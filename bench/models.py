@@ -162,11 +162,13 @@ def parity() -> None:
         paths += [("server plan, a window per chunk (before)", server_path(model, detector,
                                                                            PlanLimits(pack_windows=False))),
                   ("server plan, chunks packed into windows (now)", server_path(model, detector))]
-        base = None
-        for how, run in paths:
+        for _, run in paths:
             run([files[0][0][: 5 * SAMPLE_RATE]])   # warm
-            runs = [timed(run, [a for a, _ in files]) for _ in range(4)]
-            elapsed, texts = min(runs, key=lambda r: r[0])        # the least disturbed run on a shared machine
+        # rounds interleave the paths, so a noisy minute on a shared machine hits all of them alike
+        runs = [[timed(run, [a for a, _ in files]) for _, run in paths] for _ in range(4)]
+        base = None
+        for i, (how, run) in enumerate(paths):
+            elapsed, texts = min((r[i] for r in runs), key=lambda r: r[0])   # the least disturbed run
             base = base or elapsed
             single = run([a for a, _ in others])
             rows.append([name, how, f"{100 * pooled_wer([(ref, t) for (_, ref), t in zip(files, texts)]):.1f} %",
