@@ -149,6 +149,11 @@ class Voiceprints:
         """Each clip against a registered print (AS-norm when the cohort allows; the speaker is not an impostor)."""
         return await self._scores(voiceprint(speaker.embeddings), await self.embed_all(clips), speaker.id)
 
+    async def keep_tested(self, speaker: Speaker, clips: list[Clip]) -> list[str | None]:
+        """Stores the verified clips with the speaker's audio (bounded by `verify_keep_clips`): their paths."""
+        keep = get_settings().verify_keep_clips
+        return [await asyncio.to_thread(self.db.keep_test_clip, speaker.id, c.audio, keep) for c in clips]
+
     async def verify_with_reference(self, reference: Clip, clips: list[Clip]) -> list[Score]:
         """Each clip against an uploaded reference clip."""
         enrol, *tests = await self.embed_all([reference, *clips])

@@ -11,6 +11,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def unprefixed(name: str) -> AliasChoices:
+    """Also read the variable without the SPEECH_ prefix, as the reference system that defines it names it
+    (the prefixed name wins when both are set)."""
+    return AliasChoices(f"SPEECH_{name.upper()}", name.upper(), name)
+
+
 class IceServer(BaseModel):
     """One STUN or TURN server for WebRTC peers (RTCIceServer's fields)."""
     urls: list[str] | str
@@ -33,9 +39,12 @@ class Settings(BaseSettings):
     """Decoded audio longer than this is refused (413, checked while decoding) on transcription endpoints."""
     max_voice_seconds: float = 120.0
     """The same limit for speaker, voice print, anti-spoofing and voice profile uploads."""
+    verify_keep_clips: int = Field(20, ge=0, le=1000)
+    """`/voice/verify/{id}` keeps each tested clip with the speaker's audio (`speakers/<id>/tests/`) and
+    returns its `path`; only the newest this many per speaker stay. 0 keeps none (`path` is null)."""
     body_timeout_s: float = 60.0
     """A request body must arrive whole within this many seconds, else 408 (stalled or trickling uploads)."""
-    api_key: str | None = Field(default=None, validation_alias=AliasChoices("SPEECH_API_KEY", "API_KEY", "api_key"))
+    api_key: str | None = Field(default=None, validation_alias=unprefixed("api_key"))
     """When set, every non-public path needs `Authorization: Bearer <key>` or `X-API-Key`. `API_KEY` is
     accepted too (the job API's reference reads that name); `SPEECH_API_KEY` wins when both are set."""
     cors_origins: Annotated[list[str], NoDecode] = []
@@ -80,19 +89,15 @@ class Settings(BaseSettings):
     """Upload limit of POST /api/transcribe only (the global limit does not apply there)."""
     job_body_timeout_s: float = 3600.0
     """The body deadline of POST /api/transcribe (large recordings take a while to upload)."""
-    ffmpeg_timeout_sec: float = Field(1800.0, validation_alias=AliasChoices(
-        "SPEECH_FFMPEG_TIMEOUT_SEC", "FFMPEG_TIMEOUT_SEC", "ffmpeg_timeout_sec"))
+    ffmpeg_timeout_sec: float = Field(1800.0, validation_alias=unprefixed("ffmpeg_timeout_sec"))
     """Decoding an upload longer than this fails the job (504 on /transcribe-with-property)."""
     job_workers: int = 1
     """Jobs one ingress replica runs at once (the rest wait queued)."""
     job_task_cpus: float = Field(1.0, ge=0.0, le=64.0)
     """CPUs Ray reserves for a job's decode or denoise task (they run in Ray's workers, not the ingress)."""
-    denoise_model: str = Field("none", validation_alias=AliasChoices(
-        "SPEECH_DENOISE_MODEL", "DENOISE_MODEL", "denoise_model"))
-    denoise_snr_threshold: float = Field(10.0, validation_alias=AliasChoices(
-        "SPEECH_DENOISE_SNR_THRESHOLD", "DENOISE_SNR_THRESHOLD", "denoise_snr_threshold"))
-    voiceprint_threshold: float | None = Field(None, validation_alias=AliasChoices(
-        "SPEECH_VOICEPRINT_THRESHOLD", "VOICEPRINT_THRESHOLD", "voiceprint_threshold"))
+    denoise_model: str = Field("none", validation_alias=unprefixed("denoise_model"))
+    denoise_snr_threshold: float = Field(10.0, validation_alias=unprefixed("denoise_snr_threshold"))
+    voiceprint_threshold: float | None = Field(None, validation_alias=unprefixed("voiceprint_threshold"))
     """Raw-cosine match threshold of job voiceprints; unset: the embedding model's calibrated
     `cosine_threshold` (Resemblyzer 0.75 as the reference, ERes2Net 0.35)."""
     diarization_pipeline: str | None = None
@@ -120,14 +125,14 @@ class Settings(BaseSettings):
     """Default silence before a proactive follow-up (0: off; a config's `followup_after_s` overrides)."""
 
     # Voice layer (/v1/voice/ws): the optional external chat backend
-    backend_base_url: str | None = None
+    backend_base_url: str | None = Field(None, validation_alias=unprefixed("backend_base_url"))
     """Root of an external chat backend (`<root>/v1/register`, `<root>/v1/chat`); None: custom backends are
     refused and every session talks to the server's own LLM."""
-    backend_api_key: str | None = None
+    backend_api_key: str | None = Field(None, validation_alias=unprefixed("backend_api_key"))
     """Sent to the external backend as `Authorization: Bearer <key>`."""
-    default_registration_id: str | None = None
+    default_registration_id: str | None = Field(None, validation_alias=unprefixed("default_registration_id"))
     """Registration used when a session names no backend (with `backend_base_url` set)."""
-    allow_frontend_backend_auth: bool = False
+    allow_frontend_backend_auth: bool = Field(False, validation_alias=unprefixed("allow_frontend_backend_auth"))
     """True: a session's `backend.api_key`/`base_url`/`registration_id` may override the deployed ones."""
     voice_layer_system_prompt: str | None = None
     """System prompt of voice-layer sessions on the server's own LLM (None: the conversation default)."""

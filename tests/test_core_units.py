@@ -96,3 +96,15 @@ def test_pcm_conversion_and_resampling():
     tone = np.sin(2 * np.pi * 440 * np.arange(48000) / 48000).astype(np.float32)
     down = resample(tone, 48000, 16000)
     assert down.size == 16000 and abs(np.abs(np.fft.rfft(down)).argmax() - 440) <= 1
+
+
+def test_reference_systems_setting_names_are_read_without_the_prefix(monkeypatch):
+    from speechcore.settings import Settings
+    monkeypatch.setenv("BACKEND_BASE_URL", "http://chat.example:9000")
+    monkeypatch.setenv("ALLOW_FRONTEND_BACKEND_AUTH", "true")
+    monkeypatch.setenv("API_KEY", "plain")
+    monkeypatch.setenv("SPEECH_API_KEY", "prefixed")
+    s = Settings()
+    assert s.backend_base_url == "http://chat.example:9000" and s.allow_frontend_backend_auth is True
+    assert s.api_key == "prefixed"                     # the prefixed name wins
+    assert Settings(default_registration_id="r1").default_registration_id == "r1"

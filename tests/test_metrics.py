@@ -14,7 +14,7 @@ from bench.live_client import stream_platform
 from graphs.metrics import SessionClock, record
 from speechcore.audio import decode_audio
 from speechcore.schemas import Transcript
-from speechcore.sessions.events import AudioIn, Final
+from speechcore.sessions.events import AudioIn, AudioOut, Final
 from tests.speech import librivox
 
 
@@ -28,6 +28,9 @@ def test_session_clock_maps_a_final_to_when_its_audio_arrived(monkeypatch):
     clock.observe(final, now=101.5)                      # its last voice (0.45 s) arrived in chunk 4 (t=100.4)
     assert seen == [("end_of_turn", 1.1)]
     assert clock.arrival(16000 * 5) is None              # not arrived yet
+    clock.observe(AudioOut(np.zeros(2400, dtype=np.float32), 24000), now=102.0)   # the agent's first audio
+    clock.observe(AudioOut(np.zeros(2400, dtype=np.float32), 24000), now=102.1)   # later frames: not counted
+    assert seen == [("end_of_turn", 1.1), ("voice_to_voice", 1.6)]
 
 
 def test_recording_outside_ray_is_a_no_op():

@@ -147,6 +147,9 @@ def test_register_and_verify_accepts_the_speaker_and_rejects_others(api):
     assert verdicts["same.wav"]["score"] > verdicts["other.wav"]["score"] > verdicts["reader.wav"]["score"]
     assert {x["scale"] for x in result["results"]} <= {"cosine", "as-norm"}
     assert result["reference"] == body["file_path"]
+    for x in result["results"]:   # each tested clip is kept with the speaker's audio, as the document shows
+        assert x["path"].startswith(f"speakers/{body['speaker_id']}/tests/"), x
+        assert (get_settings().data_dir / x["path"]).stat().st_size > 16000
 
 
 def test_verify_with_reference(api):

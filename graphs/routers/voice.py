@@ -24,9 +24,9 @@ router = APIRouter(prefix="/voice", tags=["voice"])
 SpoofMode = Literal["bank_top_security", "bank_flex", "consumer"]
 
 
-def _result(clip: Clip, s: Score) -> dict:
+def _result(clip: Clip, s: Score, path: str | None = None) -> dict:
     return {"file": clip.name, "score": s.score, "verdict": "ACCEPT" if s.accepted else "REJECT",
-            "path": None, "scale": s.scale, "threshold": s.threshold, "cosine": s.cosine,
+            "path": path, "scale": s.scale, "threshold": s.threshold, "cosine": s.cosine,
             "cohort_size": s.cohort_size}
 
 
@@ -44,9 +44,10 @@ async def verify(speaker_id: str = Path(..., pattern=UUID_PATTERN), files: list[
     speaker = await vp.speaker(speaker_id)
     clips = await upload_clips(files)
     scores = await vp.verify(speaker, clips)
+    paths = await vp.keep_tested(speaker, clips)
     return {"speaker_id": speaker.id, "name": speaker.name,
             "reference": speaker.audio_paths[0] if speaker.audio_paths else None,
-            "results": [_result(c, s) for c, s in zip(clips, scores)]}
+            "results": [_result(c, s, p) for c, s, p in zip(clips, scores, paths)]}
 
 
 @router.post("/verify_with_reference", summary="Verify files against an uploaded reference")

@@ -12,6 +12,7 @@ import queue
 from pathlib import Path
 from typing import Any, Iterator
 
+from speechcore.backends.chat import CHATML_END, chatml_prompt
 from speechcore.errors import ApiError
 from speechcore.registry import resolve, size_bytes
 from speechcore.schemas import ChatMessage, GenerationParams, Generated, ModelInfo
@@ -26,7 +27,8 @@ class LlamaCppOptions(BackendOptions):
     contexts: int = 1
     """Requests generated at the same time (one llama.cpp context each)."""
     chat_format: str = "chatml"
-    """llama-cpp-python chat format that renders the messages into a prompt."""
+    """How messages become a prompt: `chatml` is ours (`chatml_prompt`, every system message in place);
+    any other name is a llama-cpp-python chat format."""
     seed: int = 0
 
 
@@ -40,7 +42,8 @@ class LlamaCppLLM:
         root = Path(resolve(spec.model))
         self.path = str(root if root.suffix == ".gguf" else next(root.glob("*.gguf")))
         self.opts = LlamaCppOptions.model_validate(spec.options)
-        self.formatter = getattr(llama_chat_format, f"format_{self.opts.chat_format}")
+        self.formatter = None if self.opts.chat_format == "chatml" else \
+            getattr(llama_chat_format, f"format_{self.opts.chat_format}")
         self.parallel = max(1, self.opts.contexts)
         """How many requests generate at once (callers may queue the rest themselves)."""
         self.pool: queue.Queue[Any] = queue.Queue()
@@ -53,20 +56,27 @@ class LlamaCppLLM:
                          path=self.path, size_bytes=size_bytes(self.path),
                          extra={"context": self.opts.n_ctx, "contexts": self.opts.contexts})
 
+    def _prompt(self, messages: list[ChatMessage]) -> tuple[str, Any]:
+        """The prompt text and the format's stop string(s)."""
+        if self.formatter is None:
+            return chatml_prompt(messages), CHATML_END
+        rendered = self.formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        return rendered.prompt, rendered.stop
+
     def generate(self, messages: list[ChatMessage], params: GenerationParams) -> Iterator[Generated]:
         """Pieces of the answer as llama.cpp samples them; closing the iterator stops generation."""
-        prompt = self.formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        text, stop = self._prompt(messages)
         llm = self.pool.get()
         try:
-            prompt_tokens = len(llm.tokenize(prompt.prompt.encode("utf-8"), add_bos=True, special=True))
+            prompt_tokens = len(llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
             room = self.opts.n_ctx - prompt_tokens
             if room < 1:
                 raise ApiError(400, "context_length_exceeded",
                                f"The messages take {prompt_tokens} tokens; this model's context is "
                                f"{self.opts.n_ctx} tokens. Shorten the messages.", param="messages")
-            stops = [s for s in [prompt.stop, *params.stop] if isinstance(s, str) and s]
+            stops = [s for s in [stop, *params.stop] if isinstance(s, str) and s]
             chunks = llm.create_completion(
-                prompt.prompt, max_tokens=min(params.max_tokens, room), temperature=params.temperature,
+                text, max_tokens=min(params.max_tokens, room), temperature=params.temperature,
                 top_p=params.top_p, stop=stops, seed=params.seed, presence_penalty=params.presence_penalty,
                 frequency_penalty=params.frequency_penalty, stream=True)
             finish, produced = "length", 0
