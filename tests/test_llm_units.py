@@ -14,10 +14,10 @@ def test_chatml_keeps_every_system_message_in_place():
                       "<|im_start|>system\nAsk a follow-up.<|im_end|>\n<|im_start|>assistant\n")
 
 
-def test_chatml_is_llama_cpp_python_chatml_for_one_system_message():
+@pytest.mark.parametrize("system", [[ChatMessage("system", "Be brief.")], []])
+def test_chatml_is_llama_cpp_python_chatml_with_at_most_one_system_message(system):
     llama_chat_format = pytest.importorskip("llama_cpp.llama_chat_format")
-    messages = [ChatMessage("system", "Be brief."), ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello"),
-                ChatMessage("user", "Bye")]
+    messages = [*system, ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello"), ChatMessage("user", "Bye")]
     theirs = llama_chat_format.format_chatml(messages=[{"role": m.role, "content": m.content} for m in messages])
     assert chatml_prompt(messages) == theirs.prompt
 

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from graphs import routers, transcription
+from graphs import routers, transcription, voiceprints
 from graphs.ingress import app
 from graphs.readiness import DeploymentState
 from speechcore.audio import wav_bytes
@@ -48,11 +48,15 @@ def env(monkeypatch):
 
 
 @pytest.fixture
-def svc(env):
+def svc(env, tmp_path):
+    env(SPEECH_DATA_DIR=str(tmp_path))   # an empty voiceprint store, whatever ran before in this session
+    voiceprints.store.cache_clear()
     fake = fake_services()
     routers.bind(fake)
     yield fake
     routers.bind(None)   # type: ignore[arg-type]
+    voiceprints.store().close()
+    voiceprints.store.cache_clear()
 
 
 @pytest.fixture
