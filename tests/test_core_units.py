@@ -100,6 +100,8 @@ def test_pcm_conversion_and_resampling():
 
 def test_reference_systems_setting_names_are_read_without_the_prefix(monkeypatch):
     from speechcore.settings import Settings
+    for name in ("BACKEND_BASE_URL", "ALLOW_FRONTEND_BACKEND_AUTH"):   # the e2e apps set these for the session
+        monkeypatch.delenv(f"SPEECH_{name}", raising=False)
     monkeypatch.setenv("BACKEND_BASE_URL", "http://chat.example:9000")
     monkeypatch.setenv("ALLOW_FRONTEND_BACKEND_AUTH", "true")
     monkeypatch.setenv("API_KEY", "plain")
