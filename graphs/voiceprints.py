@@ -151,8 +151,8 @@ class Voiceprints:
 
     async def keep_tested(self, speaker: Speaker, clips: list[Clip]) -> list[str | None]:
         """Stores the verified clips with the speaker's audio (bounded by `verify_keep_clips`): their paths."""
-        keep = get_settings().verify_keep_clips
-        return [await asyncio.to_thread(self.db.keep_test_clip, speaker.id, c.audio, keep) for c in clips]
+        return await asyncio.to_thread(self.db.keep_test_clips, speaker.id, [c.audio for c in clips],
+                                       get_settings().verify_keep_clips)
 
     async def verify_with_reference(self, reference: Clip, clips: list[Clip]) -> list[Score]:
         """Each clip against an uploaded reference clip."""

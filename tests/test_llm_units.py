@@ -14,10 +14,9 @@ def test_chatml_keeps_every_system_message_in_place():
                       "<|im_start|>system\nAsk a follow-up.<|im_end|>\n<|im_start|>assistant\n")
 
 
-@pytest.mark.parametrize("system", [[ChatMessage("system", "Be brief.")], []])
+@pytest.mark.parametrize("system", [[ChatMessage("system", "Be brief.")], [ChatMessage("system", "")], []])
 def test_chatml_is_llama_cpp_python_chatml_with_at_most_one_system_message(system):
     llama_chat_format = pytest.importorskip("llama_cpp.llama_chat_format")
     messages = [*system, ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello"), ChatMessage("user", "Bye")]
     theirs = llama_chat_format.format_chatml(messages=[{"role": m.role, "content": m.content} for m in messages])
     assert chatml_prompt(messages) == theirs.prompt
-

@@ -63,21 +63,24 @@ def test_delete_removes_samples_and_audio(tmp_path, url):
     assert not store.delete(speaker.id)
 
 
-def test_verified_clips_are_kept_bounded_and_deleted_with_the_speaker(tmp_path):
-    store = VoiceprintStore(tmp_path)
+def test_verified_clips_are_kept_bounded_and_deleted_with_the_speaker(tmp_path, url):
+    store = VoiceprintStore(tmp_path, url)
     speaker, _ = enroll(store, "alice", [1, 0, 0], family="voice", audio=np.full(16000, 0.1, np.float32))
-    paths = [store.keep_test_clip(speaker.id, np.full(8000 * (i + 1), 0.1, np.float32), keep=3) for i in range(5)]
+    paths = [store.keep_test_clips(speaker.id, [np.full(8000 * (i + 1), 0.1, np.float32)], keep=3)[0]
+             for i in range(5)]
     assert all(p.startswith(f"speakers/{speaker.id}/tests/") for p in paths) and len(set(paths)) == 5
     kept = [p for p in paths if (tmp_path / p).is_file()]
     assert kept == paths[-3:]                              # the newest three, in order
     assert (tmp_path / kept[-1]).stat().st_size > 2 * 40000   # 2.5 s of 16-bit audio
-    assert store.keep_test_clip(speaker.id, np.zeros(100, np.float32), keep=0) is None
+    many = store.keep_test_clips(speaker.id, [np.full(8000, 0.1, np.float32)] * 4, keep=3)
+    assert many[0] is None and all(many[1:])               # more than `keep` in one call: no dangling path
+    assert store.keep_test_clips(speaker.id, [np.zeros(100, np.float32)], keep=0) == [None]
     assert len(store.get(speaker.id, MODEL).embeddings) == 1   # a verified clip is not a sample
     assert store.delete(speaker.id) and not (tmp_path / "speakers" / speaker.id).exists()
-    assert store.keep_test_clip(speaker.id, np.zeros(100, np.float32), keep=3) is None   # gone: nothing left
+    assert store.keep_test_clips(speaker.id, [np.zeros(100, np.float32)], keep=3) == [None]   # gone: nothing left
     assert not (tmp_path / "speakers" / speaker.id).exists()
     with pytest.raises(ApiError):
-        store.keep_test_clip("../etc", np.zeros(100, np.float32), keep=3)
+        store.keep_test_clips("../etc", [np.zeros(100, np.float32)], keep=3)
 
 
 def test_voice_family_names_may_repeat_reachy_names_may_not(tmp_path, url):

@@ -250,21 +250,21 @@ class VoiceprintStore:
         with self._write() as db:
             db.execute(cohort.delete().where(cohort.c.model == model))
 
-    def keep_test_clip(self, speaker_id: str, audio: np.ndarray, keep: int) -> str | None:
-        """Stores a clip verified against the speaker beside its samples (deleted with it); only the
-        newest `keep` stay. Returns the clip's path relative to the store, None when none are kept."""
+    def keep_test_clips(self, speaker_id: str, audios: list[np.ndarray], keep: int) -> list[str | None]:
+        """Stores clips verified against the speaker beside its samples (deleted with it); only the newest
+        `keep` stay. Each clip's path relative to the store, or None where it is not kept."""
         check_speaker_id(speaker_id)
         if keep <= 0:
-            return None
-        folder = self.audio_root / speaker_id / "tests"
-        rel = f"speakers/{speaker_id}/tests/{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.wav"
-        self._write_file(rel, wav_bytes(audio))
-        for old in sorted(folder.glob("*.wav"))[:-keep]:
+            return [None] * len(audios)
+        rels = [f"speakers/{speaker_id}/tests/{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.wav" for _ in audios]
+        for rel, audio in zip(rels, audios):
+            self._write_file(rel, wav_bytes(audio))
+        for old in sorted((self.audio_root / speaker_id / "tests").glob("*.wav"))[:-keep]:
             old.unlink(missing_ok=True)
         if not self._count(speakers, speakers.c.id == speaker_id):   # deleted meanwhile: leave nothing
             shutil.rmtree(self.audio_root / speaker_id, ignore_errors=True)
-            return None
-        return rel
+            return [None] * len(audios)
+        return [rel if (self.root / rel).is_file() else None for rel in rels]
 
     def _write_file(self, rel: str, data: bytes) -> None:
         path = self.root / rel
