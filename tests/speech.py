@@ -1,7 +1,9 @@
 """Real recorded speech gathered by `make fixtures` (scripts/install_fixtures.py)."""
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -54,3 +56,18 @@ def piper_wav(handles, text: str) -> bytes:
 
     chunks = list(handles("tts").options(stream=True).synthesize.remote(text, None, 1.0))
     return wav_bytes(np.concatenate([c.audio for c in chunks]).astype(np.float32), chunks[0].sample_rate)
+
+
+def best_error(error_of: Callable[[], float], limit: float, tries: int = 3) -> float:
+    """The lowest of up to `tries` error rates, stopping at the first within `limit`.
+
+    Piper samples its noise and durations, so about one synthesis in 50 of a short sentence is misheard by the
+    small ASR ("The place can form the order" for "Please confirm the order"). Each call of `error_of` speaks the
+    text afresh; speech that does not say the text fails every try, so the check still fails on wrong audio.
+    """
+    best = math.inf
+    for _ in range(tries):
+        best = min(best, error_of())
+        if best <= limit:
+            break
+    return best

@@ -7,10 +7,12 @@ import pytest
 
 from speechcore.audio import decode_audio
 from speechcore.textmetrics import wer
+from tests.speech import best_error
 
 TEXT = "Please confirm the order for three blue chairs."
 # Piper samples its noise and durations, so the small ASR mishears two of these 8 words in about 1 run in 50
-# ("Police confirmed"); 0.25 still fails on anything that is not this sentence.
+# ("Police confirmed"): each check speaks the text up to 3 times (best_error); 0.25 still fails on anything
+# that is not this sentence.
 MAX_WER = 0.25
 
 
@@ -22,9 +24,11 @@ def transcribe_back(base_url: str, data: bytes, name: str) -> str:
 
 @pytest.mark.parametrize("fmt,content_type", [("wav", "audio/wav"), ("mp3", "audio/mpeg"), ("ogg", "audio/ogg")])
 def test_gateway_synthesize_speaks_the_text(base_url, fmt, content_type):
-    r = httpx.post(f"{base_url}/v1/speech/synthesize", json={"text": TEXT, "format": fmt}, timeout=120)
-    assert r.status_code == 200 and r.headers["content-type"] == content_type
-    assert wer(TEXT, transcribe_back(base_url, r.content, f"tts.{fmt}")) <= MAX_WER
+    def error() -> float:
+        r = httpx.post(f"{base_url}/v1/speech/synthesize", json={"text": TEXT, "format": fmt}, timeout=120)
+        assert r.status_code == 200 and r.headers["content-type"] == content_type
+        return wer(TEXT, transcribe_back(base_url, r.content, f"tts.{fmt}"))
+    assert best_error(error, MAX_WER) <= MAX_WER
 
 
 def test_gateway_synthesize_raw_and_speed(base_url):
@@ -60,8 +64,10 @@ def test_openai_client_speech(base_url):
     from openai import OpenAI
 
     client = OpenAI(base_url=f"{base_url}/v1", api_key="x", timeout=120)
-    mp3 = client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT)
-    assert wer(TEXT, transcribe_back(base_url, mp3.content, "speech.mp3")) <= MAX_WER
+    def error() -> float:
+        mp3 = client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT)
+        return wer(TEXT, transcribe_back(base_url, mp3.content, "speech.mp3"))
+    assert best_error(error, MAX_WER) <= MAX_WER
     pcm = client.audio.speech.create(model="tts-1", voice="alloy", input="Hello there.", response_format="pcm")
     assert 0.5 < len(pcm.content) / 2 / 24000 < 3.0   # 24 kHz s16le as OpenAI sends
 
@@ -95,8 +101,10 @@ def test_speed_is_delivered_across_the_accepted_range(base_url, voice):
 
 def test_openai_voice_names_are_explicit_aliases(base_url):
     """alloy and shimmer are the default (English Piper) voice: each speaks the text intelligibly."""
-    for voice in ("alloy", "shimmer"):
+    def error(voice: str) -> float:
         r = httpx.post(f"{base_url}/v1/audio/speech", timeout=120,
                        json={"model": "tts-1", "input": TEXT, "voice": voice, "response_format": "wav"})
         assert r.status_code == 200, r.text
-        assert wer(TEXT, transcribe_back(base_url, r.content, f"{voice}.wav")) <= MAX_WER, voice
+        return wer(TEXT, transcribe_back(base_url, r.content, f"{voice}.wav"))
+    for voice in ("alloy", "shimmer"):
+        assert best_error(lambda: error(voice), MAX_WER) <= MAX_WER, voice
