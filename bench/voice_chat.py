@@ -14,7 +14,7 @@ All rows in one run of the CPU profile:
   question is spoken over it; onset (first speech chunk sent) -> the last agent
   audio frame received, and onset -> `interrupted`.
 
-Run: `PYTHONPATH=$PWD .venv/bin/python bench/voice_chat.py [--rounds 3]`
+Run: `PYTHONPATH=$PWD .venv/bin/python bench/voice_chat.py [--rounds 3] [--temperature 0.0]`
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from speechcore.audio import SAMPLE_RATE, decode_audio, wav_bytes  # noqa: E402
 from speechcore.sessions.conversation import next_clause  # noqa: E402
 from tests.test_voice_chat import FAST, QUESTION, audio_message  # noqa: E402
 
-CONFIG = {**FAST, "silence_ms": 300}
+CONFIG = {**FAST, "silence_ms": 300, "temperature": 0.0}   # --temperature; 0: the same answer every round
 STEPS = ("asr", "llm", "tts_first", "total")
 
 
@@ -131,7 +131,7 @@ async def baseline(base_url: str, ws_url: str, question: np.ndarray, model: str)
         r = await client.post(f"{base_url}/v1/speech/transcribe", data={"language": "en"},
                               files={"audio": ("q.wav", wav_bytes(question, SAMPLE_RATE))})
         text, buffer, clause = r.json()["text"], "", None
-        body = {"model": model, "stream": True, "max_tokens": 30,
+        body = {"model": model, "stream": True, "max_tokens": 30, "temperature": CONFIG["temperature"],
                 "messages": [{"role": "system", "content": CONFIG["system_prompt"]}, {"role": "user", "content": text}]}
         async with client.stream("POST", f"{base_url}/v1/chat/completions", json=body) as resp:
             async for line in resp.aiter_lines():
@@ -152,7 +152,10 @@ async def baseline(base_url: str, ws_url: str, question: np.ndarray, model: str)
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--temperature", type=float, default=0.0,
+                    help="the LLM's (0: one answer every round, so runs compare; the voice chat's default is 0.7)")
     args = ap.parse_args()
+    CONFIG["temperature"] = args.temperature
     question = decode_audio(QUESTION.open("rb"), SAMPLE_RATE, 60)
     port = free_port()
     config = launch.load_config("configs/serve_cpu.yaml", port=port)

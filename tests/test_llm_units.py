@@ -20,3 +20,46 @@ def test_chatml_is_llama_cpp_python_chatml_with_at_most_one_system_message(syste
     messages = [*system, ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello"), ChatMessage("user", "Bye")]
     theirs = llama_chat_format.format_chatml(messages=[{"role": m.role, "content": m.content} for m in messages])
     assert chatml_prompt(messages) == theirs.prompt
+
+
+class FakeContext:
+    def __init__(self, tokens: list[int]):
+        self.input_ids, self.n_tokens = tokens + [0] * 8, len(tokens)
+
+
+def test_context_pool_gives_the_context_sharing_the_longest_prefix_and_waits_when_none_is_free():
+    import threading
+
+    from speechcore.backends.llama_cpp_llm import ContextPool
+
+    system, other = FakeContext([1, 2, 3]), FakeContext([1, 2, 3, 4, 5, 9])
+    pool = ContextPool([system, other])
+    assert pool.take([1, 2, 3, 4, 5, 6]) is other       # the conversation's own context
+    assert pool.take([1, 2, 3, 4, 5, 6]) is system      # the only one left
+    taken = []
+    waiter = threading.Thread(target=lambda: taken.append(pool.take([7])))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive() and not taken
+    pool.give(system)
+    waiter.join(5)
+    assert taken == [system]
+
+
+def test_a_conversation_stays_on_the_context_that_holds_its_history():
+    """Three turns of one conversation with two contexts: every turn lands on the context of the turn
+    before (which holds the system prompt, history and answer), so the other context is never used."""
+    pytest.importorskip("llama_cpp")
+    from speechcore.backends.llama_cpp_llm import LlamaCppLLM, cached_tokens
+    from speechcore.schemas import GenerationParams
+    from speechcore.spec import BackendSpec
+
+    llm = LlamaCppLLM(BackendSpec(backend="llama-cpp", model="smollm2-135m",
+                                  options={"contexts": 2, "threads": 1, "n_ctx": 512}))
+    history = [ChatMessage("system", "Answer in one short sentence.")]
+    for question in ("What is the capital of France?", "And of Spain?", "And of Italy?"):
+        history.append(ChatMessage("user", question))
+        answer = "".join(p.text for p in llm.generate(history, GenerationParams(max_tokens=12, temperature=0)))
+        history.append(ChatMessage("assistant", answer))
+    used = [c for c in llm.pool._free if c.n_tokens]
+    assert len(used) == 1 and len(cached_tokens(used[0])) > 60

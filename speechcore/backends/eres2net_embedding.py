@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from speechcore.audio import SAMPLE_RATE
+from speechcore.backends.onnx_session import cpu_session_options
 from speechcore.backends.resemblyzer_embedding import ResemblyzerOptions
 from speechcore.registry import model_file, size_bytes
 from speechcore.schemas import ModelInfo
@@ -47,10 +48,7 @@ class EResNetOnnx:
     def __init__(self, path: str | Path, threads: int = 1):
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options = cpu_session_options(threads)
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def run(self, feats: np.ndarray) -> np.ndarray:

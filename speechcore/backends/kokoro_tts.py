@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from speechcore.audio import time_stretch
+from speechcore.backends.onnx_session import cpu_session_options
 from speechcore.errors import ApiError
 from speechcore.registry import resolve, size_bytes
 from speechcore.schemas import ModelInfo, Speech
@@ -41,8 +42,7 @@ class KokoroTTS:
         self.spec = spec
         self.root = Path(resolve(spec.model))
         self.onnx = next(self.root.glob("*.onnx"))
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = KokoroOptions.model_validate(spec.options).threads
+        opts = cpu_session_options(KokoroOptions.model_validate(spec.options).threads)
         self.session = ort.InferenceSession(str(self.onnx), sess_options=opts, providers=["CPUExecutionProvider"])
         self.vocab: dict[str, int] = json.loads((self.root / "vocab.json").read_text(encoding="utf-8"))["vocab"]
         with np.load(self.root / "voices_ja.npz") as npz:

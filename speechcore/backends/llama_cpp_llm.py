@@ -5,10 +5,16 @@ of `contexts` contexts (the weights are memory-mapped once and shared; each
 context has its own KV cache): that many requests generate at the same time,
 the rest wait for a free context. On 2 cores, 2 contexts of 1 thread each beat
 1 context of 2 threads as soon as two requests overlap (bench/chat.py).
+
+A context keeps the tokens it last evaluated, and llama.cpp evaluates only what
+follows the part a new prompt shares with them. A request therefore takes the
+free context that shares the longest prefix with its prompt: a conversation's
+next turn finds its system prompt, history and last answer already evaluated
+and pays only for the new message (bench/voice_chat.py).
 """
 from __future__ import annotations
 
-import queue
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,6 +38,41 @@ class LlamaCppOptions(BackendOptions):
     seed: int = 0
 
 
+class ContextPool:
+    """Free llama.cpp contexts; `take` waits for one and picks the one whose cached tokens share the longest
+    prefix with the prompt (ties: the one free the longest)."""
+
+    def __init__(self, contexts: list[Any]):
+        self._free = list(contexts)
+        self._changed = threading.Condition()
+
+    def take(self, tokens: list[int]) -> Any:
+        with self._changed:
+            self._changed.wait_for(lambda: bool(self._free))
+            best = max(self._free, key=lambda llm: shared_prefix(cached_tokens(llm), tokens))
+            self._free.remove(best)
+            return best
+
+    def give(self, context: Any) -> None:
+        with self._changed:
+            self._free.append(context)
+            self._changed.notify()
+
+
+def cached_tokens(llm: Any) -> list[int]:
+    """The tokens whose keys and values the context holds (llama-cpp-python's `input_ids` up to `n_tokens`)."""
+    return list(llm.input_ids[:llm.n_tokens])
+
+
+def shared_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 class LlamaCppLLM:
     Options = LlamaCppOptions
 
@@ -46,10 +87,11 @@ class LlamaCppLLM:
             getattr(llama_chat_format, f"format_{self.opts.chat_format}")
         self.parallel = max(1, self.opts.contexts)
         """How many requests generate at once (callers may queue the rest themselves)."""
-        self.pool: queue.Queue[Any] = queue.Queue()
-        for _ in range(self.parallel):
-            self.pool.put(Llama(model_path=self.path, n_ctx=self.opts.n_ctx, n_threads=self.opts.threads,
-                                verbose=False, seed=self.opts.seed))
+        contexts = [Llama(model_path=self.path, n_ctx=self.opts.n_ctx, n_threads=self.opts.threads,
+                          verbose=False, seed=self.opts.seed) for _ in range(self.parallel)]
+        self._vocab = contexts[0]
+        """Tokenizes prompts (the vocabulary is read-only, so this is safe while that context generates)."""
+        self.pool = ContextPool(contexts)
 
     def info(self) -> ModelInfo:
         return ModelInfo(role="llm", name=self.spec.model, backend="llama-cpp", device="cpu",
@@ -66,17 +108,18 @@ class LlamaCppLLM:
     def generate(self, messages: list[ChatMessage], params: GenerationParams) -> Iterator[Generated]:
         """Pieces of the answer as llama.cpp samples them; closing the iterator stops generation."""
         text, stop = self._prompt(messages)
-        llm = self.pool.get()
+        tokens = self._vocab.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        prompt_tokens = len(tokens)
+        room = self.opts.n_ctx - prompt_tokens
+        if room < 1:
+            raise ApiError(400, "context_length_exceeded",
+                           f"The messages take {prompt_tokens} tokens; this model's context is "
+                           f"{self.opts.n_ctx} tokens. Shorten the messages.", param="messages")
+        llm = self.pool.take(tokens)
         try:
-            prompt_tokens = len(llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
-            room = self.opts.n_ctx - prompt_tokens
-            if room < 1:
-                raise ApiError(400, "context_length_exceeded",
-                               f"The messages take {prompt_tokens} tokens; this model's context is "
-                               f"{self.opts.n_ctx} tokens. Shorten the messages.", param="messages")
             stops = [s for s in [stop, *params.stop] if isinstance(s, str) and s]
             chunks = llm.create_completion(
-                text, max_tokens=min(params.max_tokens, room), temperature=params.temperature,
+                tokens, max_tokens=min(params.max_tokens, room), temperature=params.temperature,
                 top_p=params.top_p, stop=stops, seed=params.seed, presence_penalty=params.presence_penalty,
                 frequency_penalty=params.frequency_penalty, stream=True)
             finish, produced = "length", 0
@@ -88,7 +131,7 @@ class LlamaCppLLM:
                 finish = choice.get("finish_reason") or finish
             yield Generated(finish_reason=finish, prompt_tokens=prompt_tokens, completion_tokens=produced)
         finally:
-            self.pool.put(llm)
+            self.pool.give(llm)
 
     def stream(self, messages: list[ChatMessage], max_tokens: int = 256,
                temperature: float = 0.7) -> Iterator[str]:

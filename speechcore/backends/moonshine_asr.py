@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from speechcore.audio import SAMPLE_RATE
+from speechcore.backends.onnx_session import cpu_session_options
 from speechcore.registry import load_registry, resolve, size_bytes
 from speechcore.schemas import ASRRequest, ModelInfo, Segment, Transcript
 from speechcore.spec import BackendOptions, BackendSpec
@@ -50,10 +51,7 @@ class MoonshineModel:
         from tokenizers import Tokenizer
 
         model_dir = Path(model_dir)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options = cpu_session_options(threads)
         self.encoder = ort.InferenceSession(str(model_dir / "encoder_model.onnx"), options,
                                             providers=["CPUExecutionProvider"])
         self.decoder = ort.InferenceSession(str(model_dir / "decoder_model_merged.onnx"), options,

@@ -23,6 +23,7 @@ import numpy as np
 
 from speechcore.audio import decode_audio, time_stretch
 from speechcore.backends.kokoro_tts import KokoroTTS
+from speechcore.backends.onnx_session import cpu_session_options
 from speechcore.errors import ApiError
 from speechcore.registry import resolve, size_bytes
 from speechcore.schemas import ModelInfo, Speech
@@ -40,21 +41,28 @@ class PiperOptions(BackendOptions):
     """Reported gender of the Piper voice."""
     kokoro: str | None = None
     """A Kokoro model (registry name or path) whose voices this deployment offers too."""
+    threads: int = 2
+    """onnxruntime threads for the Piper voice (they sleep when idle: `cpu_session_options`)."""
 
 
 class PiperTTS:
     Options = PiperOptions
 
     def __init__(self, spec: BackendSpec):
-        from piper import PiperVoice
+        import onnxruntime as ort
+        from piper import PiperConfig, PiperVoice
+        from piper.voice import ESPEAK_DATA_DIR
 
         self.spec = spec
         root = Path(resolve(spec.model))
         self.onnx = root if root.suffix == ".onnx" else next(root.glob("*.onnx"))
         self.config = json.loads(Path(f"{self.onnx}.json").read_text())
-        self.voice = PiperVoice.load(self.onnx, f"{self.onnx}.json")
-        self.piper_name = self.onnx.stem
         self.opts = PiperOptions.model_validate(spec.options)
+        session = ort.InferenceSession(str(self.onnx), cpu_session_options(self.opts.threads),
+                                       providers=["CPUExecutionProvider"])
+        self.voice = PiperVoice(config=PiperConfig.from_dict(self.config), session=session,
+                                espeak_data_dir=Path(ESPEAK_DATA_DIR), download_dir=Path.cwd())
+        self.piper_name = self.onnx.stem
         self.espeak = shutil.which("espeak-ng")
         self.espeak_languages = self.opts.espeak_languages if self.espeak else []
         self.kokoro = KokoroTTS(BackendSpec(backend="kokoro", model=self.opts.kokoro)) if self.opts.kokoro else None

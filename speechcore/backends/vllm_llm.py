@@ -17,6 +17,8 @@ from speechcore.spec import BackendOptions, BackendSpec
 class VllmOptions(BackendOptions):
     gpu_memory_utilization: float = 0.4
     max_model_len: int = 8192
+    enable_prefix_caching: bool = True
+    """Reuse the KV blocks of a prompt's shared prefix (a conversation's system prompt and history)."""
 
 
 class VllmLLM:
@@ -29,7 +31,7 @@ class VllmLLM:
         self.path = resolve(spec.model)
         self.opts = opts = VllmOptions.model_validate(spec.options)
         args = AsyncEngineArgs(model=self.path, gpu_memory_utilization=opts.gpu_memory_utilization,
-                               max_model_len=opts.max_model_len)
+                               max_model_len=opts.max_model_len, enable_prefix_caching=opts.enable_prefix_caching)
         self.engine = AsyncLLMEngine.from_engine_args(args)
 
     def info(self) -> ModelInfo:
