@@ -123,10 +123,15 @@ train-anti-spoof: install
 eval-speakers: install
 	PYTHONPATH=$$PWD $(PY) bench/speaker_eval.py
 
-# AS-norm impostor cohort from recorded voices in Debian packages (into SPEECH_DATA_DIR).
+# AS-norm impostor cohort from recorded voices in Debian packages (into SPEECH_DATA_DIR): the shipped
+# embeddings (models-in-repo/cohort) when the installed model reproduces them, else the recordings are
+# installed and embedded (scripts/build_cohort.py).
+COHORT_PACKAGES := klettres-data asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722
 cohort: models fixtures system
-	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq klettres-data asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 >/dev/null
-	$(PY) scripts/build_cohort.py --config $(CONFIG)
+	@$(PY) scripts/build_cohort.py --config $(CONFIG) --shipped-only || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(COHORT_PACKAGES) >/dev/null && \
+	  $(PY) scripts/build_cohort.py --config $(CONFIG); }
 
 # Scale and operations: batch transcription, load tests, cluster manifest, GPU image install.
 .PHONY: batch manifest install-gpu loadtest bench-batch
