@@ -2,6 +2,7 @@
 async clients (`clients.speech`), so each endpoint is described once. No server code is imported."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar
@@ -184,12 +185,24 @@ def voice_profile(audio: Audio) -> Call[dict[str, Any]]:
 
 
 def chat(messages: list[dict[str, str]], model: str, max_tokens: int | None = None,
-         temperature: float | None = None) -> Call[str]:
-    """OpenAI-compatible chat completion (not streamed): the assistant's text."""
-    body: dict[str, Any] = {"model": model, "messages": messages}
+         temperature: float | None = None, stream: bool = False) -> Call[str]:
+    """OpenAI-compatible chat completion: the assistant's text (`stream`: read the SSE lines with chat_delta)."""
+    body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
     body.update({k: v for k, v in {"max_tokens": max_tokens, "temperature": temperature}.items() if v is not None})
     return Call("POST", "/v1/chat/completions", lambda r: str(r.json()["choices"][0]["message"]["content"]),
                 {"json": body})
+
+
+def chat_delta(line: str) -> str | None:
+    """The text of one line of a streamed chat completion (None: no text on it); an error event raises."""
+    if not line.startswith("data: ") or line == "data: [DONE]":
+        return None
+    event = json.loads(line[6:])
+    if "error" in event:
+        err = event["error"]
+        raise SpeechError(200, str(err.get("code") or err.get("type")), str(err.get("message", "")))
+    choices = event.get("choices") or [{}]
+    return choices[0].get("delta", {}).get("content") or None
 
 
 def ready() -> Call[bool]:

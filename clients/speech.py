@@ -5,7 +5,7 @@
         t = c.transcribe("call.wav", words=True)            # Transcription(text, language, segments[words])
         wav = c.speech("Hello there")                        # bytes; c.stream_speech(...) yields chunks
         c.enroll("alice", "alice.wav"); c.identify("who.wav")
-        c.chat([{"role": "user", "content": "Hi"}], model="smollm2-135m")
+        c.chat([{"role": "user", "content": "Hi"}], model="smollm2-135m")   # c.stream_chat(...) yields pieces
         finals = [e.text for e in c.live(audio) if e.is_final]   # audio: float32 16 kHz numpy array
 
 Each endpoint is one typed `Call` in `clients.calls`; both clients run the same
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
 
 import httpx
@@ -67,13 +68,25 @@ class AsyncSpeechClient(_Config):
     async def stream_speech(self, text: str, voice: str | None = None, speed: float = 1.0,
                             fmt: str = "raw") -> AsyncIterator[bytes]:
         """Audio chunks as the server synthesizes them (first audio before the whole text is spoken)."""
-        call = calls.speech(text, voice, speed, fmt)
+        async with self._stream(calls.speech(text, voice, speed, fmt)) as r:
+            async for chunk in r.aiter_bytes():
+                yield chunk
+
+    async def stream_chat(self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None,
+                          temperature: float | None = None) -> AsyncIterator[str]:
+        """The answer's text pieces as the model writes them (`stream: true`)."""
+        async with self._stream(calls.chat(messages, model, max_tokens, temperature, stream=True)) as r:
+            async for line in r.aiter_lines():
+                if piece := calls.chat_delta(line):
+                    yield piece
+
+    @asynccontextmanager
+    async def _stream(self, call: calls.Call[Any]) -> AsyncIterator[httpx.Response]:
         async with self.http.stream(call.method, call.path, **call.kwargs) as r:
             if not r.is_success:
                 await r.aread()
                 check(r)
-            async for chunk in r.aiter_bytes():
-                yield chunk
+            yield r
 
     async def voices(self, language: str | None = None) -> list[Voice]:
         return await self.run(calls.voices(language))
@@ -99,8 +112,9 @@ class AsyncSpeechClient(_Config):
     async def voice_profile(self, audio: Audio) -> dict[str, Any]:
         return await self.run(calls.voice_profile(audio))
 
-    async def chat(self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None) -> str:
-        return await self.run(calls.chat(messages, model, max_tokens))
+    async def chat(self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None,
+                   temperature: float | None = None) -> str:
+        return await self.run(calls.chat(messages, model, max_tokens, temperature))
 
     async def ready(self) -> bool:
         return await self.run(calls.ready())
@@ -213,12 +227,23 @@ class SpeechClient(_Config):
 
     def stream_speech(self, text: str, voice: str | None = None, speed: float = 1.0,
                       fmt: str = "raw") -> Iterator[bytes]:
-        call = calls.speech(text, voice, speed, fmt)
+        with self._stream(calls.speech(text, voice, speed, fmt)) as r:
+            yield from r.iter_bytes()
+
+    def stream_chat(self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None,
+                    temperature: float | None = None) -> Iterator[str]:
+        with self._stream(calls.chat(messages, model, max_tokens, temperature, stream=True)) as r:
+            for line in r.iter_lines():
+                if piece := calls.chat_delta(line):
+                    yield piece
+
+    @contextmanager
+    def _stream(self, call: calls.Call[Any]) -> Iterator[httpx.Response]:
         with self.http.stream(call.method, call.path, **call.kwargs) as r:
             if not r.is_success:
                 r.read()
                 check(r)
-            yield from r.iter_bytes()
+            yield r
 
     def voices(self, language: str | None = None) -> list[Voice]:
         return self.run(calls.voices(language))
@@ -244,8 +269,9 @@ class SpeechClient(_Config):
     def voice_profile(self, audio: Audio) -> dict[str, Any]:
         return self.run(calls.voice_profile(audio))
 
-    def chat(self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None) -> str:
-        return self.run(calls.chat(messages, model, max_tokens))
+    def chat(self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None,
+             temperature: float | None = None) -> str:
+        return self.run(calls.chat(messages, model, max_tokens, temperature))
 
     def ready(self) -> bool:
         return self.run(calls.ready())

@@ -82,6 +82,21 @@ def test_chat(client):
     assert err.value.status == 404 and err.value.code == "model_not_found"
 
 
+def test_chat_streams_the_same_answer_piece_by_piece(client, base_url):
+    """At temperature 0 the streamed pieces (sync and async) join into the whole answer."""
+    question = [{"role": "user", "content": "Name three colors of the rainbow."}]
+    whole = client.chat(question, "smollm2-135m", 24, temperature=0)
+    pieces = list(client.stream_chat(question, "smollm2-135m", 24, temperature=0))
+
+    async def stream() -> list[str]:
+        async with AsyncSpeechClient(base_url) as c:
+            return [p async for p in c.stream_chat(question, "smollm2-135m", 24, temperature=0)]
+    assert len(pieces) > 3 and "".join(pieces) == whole == "".join(asyncio.run(stream()))
+    with pytest.raises(SpeechError) as err:
+        list(client.stream_chat(question, "gpt-nonexistent"))
+    assert err.value.status == 404 and err.value.code == "model_not_found"
+
+
 @pytest.mark.parametrize("protocol", ["platform", "gateway"])
 def test_live_transcription_both_protocols(client, protocol):
     path, ref = CLIPS[0]

@@ -100,3 +100,16 @@ def test_socket_messages():
     a = chat_event(b"\x00\x40\x00\xc0")
     assert a.kind == "audio" and pcm_array([a.audio]).tolist() == [0.5, -0.5]
     assert ws_url("https://h:1", "/ws/tts", "x=1") == "wss://h:1/ws/tts?x=1"
+
+
+def test_chat_delta_reads_streamed_text_and_raises_on_an_error_event():
+    chunk = {"choices": [{"index": 0, "delta": {"content": "Hel"}, "finish_reason": None}]}
+    assert calls.chat_delta(f"data: {json.dumps(chunk)}") == "Hel"
+    role = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
+    assert calls.chat_delta(f"data: {json.dumps(role)}") is None
+    assert calls.chat_delta("data: [DONE]") is None and calls.chat_delta("") is None
+    usage = {"choices": [], "usage": {"prompt_tokens": 3}}
+    assert calls.chat_delta(f"data: {json.dumps(usage)}") is None
+    with pytest.raises(SpeechError) as err:
+        calls.chat_delta('data: {"error": {"message": "ran out", "type": "server_error", "code": "llm_failed"}}')
+    assert err.value.code == "llm_failed" and err.value.message == "ran out"
