@@ -47,6 +47,7 @@ class Voice:
     language: str
     gender: str | None
     sample_rate: int
+    quality: str = ""
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,23 @@ def speech(text: str, voice: str | None = None, speed: float = 1.0, fmt: str = "
 def voices(language: str | None = None) -> Call[list[Voice]]:
     params = {"language": language} if language else {}
     return Call("GET", "/v1/speech/voices", lambda r: [
-        Voice(v["name"], v.get("language", ""), v.get("gender"), int(v.get("sample_rate", 0)))
+        Voice(v["name"], v.get("language", ""), v.get("gender"), int(v.get("sample_rate", 0)), v.get("quality", ""))
         for v in r.json()["voices"]], {"params": params})
+
+
+def gateway_transcribe(audio: Audio, language: str | None = None, model: str | None = None,
+                       words: bool = False) -> Call[dict[str, Any]]:
+    """The speech gateway's transcription (`/v1/speech/transcribe`): its JSON body as the gateway document
+    gives it (segments with `words[word, start_ms, end_ms, confidence]`)."""
+    data = {"word_timestamps": str(words).lower(),
+            **{k: v for k, v in {"language": language, "model": model}.items() if v}}
+    return Call("POST", "/v1/speech/transcribe", lambda r: dict(r.json()),
+                {"files": {"audio": _file(audio)}, "data": data})
+
+
+def speech_models() -> Call[list[dict[str, Any]]]:
+    """The gateway's ASR models (`/v1/speech/models`): name, loaded, size_bytes, languages, description."""
+    return Call("GET", "/v1/speech/models", lambda r: list(r.json()["models"]))
 
 
 def speakers() -> Call[list[str]]:

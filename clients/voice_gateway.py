@@ -1,5 +1,8 @@
 """`voice-gateway` CLI from the speech gateway document, against this server's /v1/speech API.
 
+Requests go through the typed client (clients.speech.SpeechClient, clients.calls); the microphone
+streams over the gateway WebSocket directly.
+
   python -m clients.voice_gateway transcribe recording.wav [--language en] [--words] [--model M] [--json]
   python -m clients.voice_gateway transcribe --mic          (arecord -> WS /v1/speech/stream)
   python -m clients.voice_gateway speak "Hello world" --output greeting.wav [--voice V] [--speed 1.0]
@@ -21,21 +24,13 @@ from pathlib import Path
 
 import httpx
 
+from clients import calls
+from clients.calls import SpeechError
+from clients.speech import SpeechClient
 
-def _client(args) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
-    return httpx.Client(base_url=args.url, headers=headers, timeout=600)
 
-
-def _fail(response: httpx.Response) -> None:
-    if response.is_success:
-        return
-    try:
-        err = response.json()["error"]
-        message = f"{err['code']}: {err['message']}"
-    except Exception:
-        message = response.text
-    sys.exit(f"error {response.status_code}: {message}")
+def _client(args) -> SpeechClient:
+    return SpeechClient(args.url, api_key=args.api_key)
 
 
 def transcribe(args) -> None:
@@ -46,15 +41,8 @@ def transcribe(args) -> None:
     path = Path(args.file)
     if not path.is_file():
         sys.exit(f"no such file: {path}")
-    data = {"word_timestamps": str(args.words).lower()}
-    if args.language:
-        data["language"] = args.language
-    if args.model:
-        data["model"] = args.model
-    with _client(args) as c, path.open("rb") as f:
-        r = c.post("/v1/speech/transcribe", files={"audio": (path.name, f)}, data=data)
-    _fail(r)
-    body = r.json()
+    with _client(args) as c:
+        body = c.run(calls.gateway_transcribe(path, args.language, args.model, args.words))
     if args.json:
         print(json.dumps(body, indent=2, ensure_ascii=False))
         return
@@ -97,21 +85,16 @@ async def _mic(args) -> None:
 
 def speak(args) -> None:
     fmt = args.format or Path(args.output).suffix.lstrip(".") or "wav"
-    body = {"text": args.text, "format": fmt, "speed": args.speed}
-    if args.voice:
-        body["voice"] = args.voice
     with _client(args) as c:
-        r = c.post("/v1/speech/synthesize", json=body)
-    _fail(r)
-    Path(args.output).write_bytes(r.content)
-    print(f"wrote {len(r.content)} bytes ({r.headers['content-type']}) to {args.output}")
+        audio = c.speech(args.text, args.voice, args.speed, fmt)
+    Path(args.output).write_bytes(audio)
+    print(f"wrote {len(audio)} bytes ({fmt}) to {args.output}")
 
 
 def model_list(args) -> None:
     with _client(args) as c:
-        r = c.get("/v1/speech/models")
-    _fail(r)
-    for m in r.json()["models"]:
+        models = c.run(calls.speech_models())
+    for m in models:
         langs = m["languages"] if len(m["languages"]) < 6 else f"{len(m['languages'])} languages"
         print(f"{m['name']:<20} {'loaded' if m['loaded'] else 'not loaded':<11} "
               f"{m['size_bytes'] / 1e6:>7.0f} MB  {langs}  {m['description']}")
@@ -119,10 +102,9 @@ def model_list(args) -> None:
 
 def tts_voices(args) -> None:
     with _client(args) as c:
-        r = c.get("/v1/speech/voices", params={"language": args.language} if args.language else None)
-    _fail(r)
-    for v in r.json()["voices"]:
-        print(f"{v['name']:<22} {v['language']:<4} {v['gender']:<7} {v['sample_rate']:>6} Hz  {v['quality']}")
+        voices = c.voices(args.language)
+    for v in voices:
+        print(f"{v.name:<22} {v.language:<4} {v.gender or '':<7} {v.sample_rate:>6} Hz  {v.quality}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -158,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     try:
         args.run(args)
+    except SpeechError as err:
+        sys.exit(f"error {err.status}: {err.code}: {err.message}")
     except httpx.ConnectError:
         sys.exit(f"cannot reach the server at {args.url}: start it with `make run` or pass --url")
 
