@@ -40,7 +40,7 @@ def families() -> dict[str, tuple[CallFactory, float, list[float], str]]:
         "tts": (lambda i: calls.speech(f"{SENTENCE} Reference {i}."), 1.5, [1, 2, 3, 4],
                 "one 13-word sentence, POST /v1/speech/synthesize (Piper)"),
         "speaker verification": (lambda i: calls.verify("loadtest-reader", short), 1.0, [1, 2, 3, 4],
-                                 "3 s clip, POST /verify (Resemblyzer)"),
+                                 "3 s clip, POST /verify (ERes2Net)"),
         "chat": (lambda i: calls.chat([{"role": "user", "content": f"Give me one tip for a calm day ({i})."}],
                                       "smollm2-135m", max_tokens=32), 3.0, [1, 2, 3, 4],
                  "up to 32 tokens, POST /v1/chat/completions (SmolLM2-135M)"),
@@ -178,11 +178,12 @@ def main() -> None:
     path = RESULTS / "results.json"                 # families not run keep their last results
     kept = json.loads(path.read_text()) if path.is_file() else {}
     ran = {k: v for k, v in {"http": http, "ws": ws, "tts": tts, "voice_chat": chat}.items() if v is not None}
-    path.write_text(json.dumps({**kept, **ran}, indent=1,
+    merged = {**kept, **ran}
+    path.write_text(json.dumps(merged, indent=1,
                                default=lambda v: None if isinstance(v, float) and math.isnan(v) else v))
-    if http and ws:
-        report(http, ws)
-        plots(http, ws)
+    if merged.get("http") and merged.get("ws"):     # tables and plot from each family's latest results
+        report(merged["http"], merged["ws"])
+        plots(merged["http"], merged["ws"])
     report_sockets(tts, chat)
 
 
