@@ -16,6 +16,7 @@ import numpy as np
 
 from speechcore.audio import decode_audio
 from speechcore.settings import REPO_ROOT
+from speechcore.speakers.scoring import cosine
 
 COHORT_DIR = REPO_ROOT / "models-in-repo" / "cohort"
 PROBE_CLIP = "librivox/sense_and_sensibility_01_austen_64kb-0870.wav"
@@ -47,7 +48,3 @@ def load_matching(path: Path, embed: Callable[[np.ndarray], np.ndarray],
     if cosine(probe, stored) < MATCH:
         return None
     return list(embeddings), source
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
