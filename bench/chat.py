@@ -2,7 +2,9 @@
 
 Rows, all in one run on the same machine:
 - in-process llama.cpp backend, the baseline: one context with 2 threads (requests take turns),
-  then two contexts with 1 thread each and with 2 threads each (two requests generate at once);
+  then two contexts with 1 thread each and with 2 threads each (two requests generate at once),
+  and two contexts that generate on 1 thread and read a prompt on 2 while the other context is idle
+  (`threads_batch`, the profile's);
 - `POST /v1/chat/completions` streamed through Ray Serve with the CPU profile's LLM settings.
 Each request asks for `--tokens` tokens at temperature 0 with no stop, so every row generates
 the same amount of text. Tokens/s is all tokens generated over the wall time of the round.
@@ -31,10 +33,12 @@ QUESTIONS = ["Tell me a story about a lighthouse keeper.", "Describe a walk thro
              "Explain how bread is made.", "Write a letter to a friend about a holiday by the sea."]
 
 
-def in_process(contexts: int, threads: int, concurrency: int, tokens: int) -> tuple[float, list[float]]:
+def in_process(contexts: int, threads: int, threads_batch: int, concurrency: int,
+               tokens: int) -> tuple[float, list[float]]:
     """(tokens/s, first-token seconds) for one round of `concurrency` requests on threads."""
     backend = LlamaCppLLM(BackendSpec(backend="llama-cpp", model="smollm2-135m", device="cpu",
-                                      options={"contexts": contexts, "threads": threads}))
+                                      options={"contexts": contexts, "threads": threads,
+                                               "threads_batch": threads_batch}))
     params = GenerationParams(max_tokens=tokens, temperature=0.0, stop=[])
     firsts, counts = [], []
 
@@ -86,10 +90,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     rows = []
-    for contexts, threads in ((1, 2), (2, 1), (2, 2)):
+    for contexts, threads, batch in ((1, 2, 2), (2, 1, 1), (2, 2, 2), (2, 1, 2)):
         for concurrency in (1, 4):
-            rounds = [in_process(contexts, threads, concurrency, args.tokens) for _ in range(args.rounds)]
-            rows.append(row(f"in-process, {contexts} context(s) x {threads} thread(s)", concurrency, rounds))
+            rounds = [in_process(contexts, threads, batch, concurrency, args.tokens) for _ in range(args.rounds)]
+            prompts = f", a prompt on {batch} when alone" if batch != threads else ""
+            rows.append(row(f"in-process, {contexts} context(s) x {threads} thread(s){prompts}", concurrency,
+                            rounds))
     port = free_port()
     config = launch.load_config("configs/serve_cpu.yaml", port=port)
     launch.start(config)

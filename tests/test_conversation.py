@@ -18,7 +18,7 @@ import pytest
 from speechcore.errors import ApiError
 from speechcore.schemas import Segment, Speech, Transcript
 from speechcore.sessions.conversation import (ChatOptions, Conversation, ConversationConfig, Playback, _Clause,
-                                              heard_text, next_clause, route_language)
+                                              heard_text, next_clause, route_language, speculative_pause)
 from speechcore.sessions.events import (AgentEnd, AgentText, AudioIn, AudioOut, Commit, Error, Final, Interrupted,
                                         Latency, StateChanged, TextIn, Thinking)
 from speechcore.sessions.live import LiveSession
@@ -160,6 +160,24 @@ def test_clauses_cut_first_at_a_comma_then_at_sentences():
     assert next_clause("It is sunny. And", first=False) == ("It is sunny.", "And")
     clause, rest = next_clause("word " * 60, first=False)
     assert clause is not None and len(clause) <= 200 and (clause + " " + rest).split() == ["word"] * 60
+
+
+def test_first_clause_ends_at_punctuation_that_ends_the_text_so_far():
+    """The first clause need not wait for the next token's space (one token sooner), except after a digit."""
+    assert next_clause("I'm glad to hear,", first=True) == ("I'm glad to hear,", "")
+    assert next_clause("Sure thing.", first=True) == ("Sure thing.", "")
+    assert next_clause("Sure,", first=True) == (None, "Sure,")                    # too short for a comma cut
+    assert next_clause("It costs about 3,", first=True) == (None, "It costs about 3,")   # may be "3,000"
+    assert next_clause("It costs about 3.", first=True) == (None, "It costs about 3.")   # may be "3.5"
+    assert next_clause("I'm glad to hear,", first=False) == (None, "I'm glad to hear,")
+
+
+def test_speculation_starts_early_enough_for_the_decode_to_end_with_the_silence():
+    assert speculative_pause(500) == 160                  # live transcription's pause
+    assert speculative_pause(300) == 100                  # 200 ms left for the decode
+    assert speculative_pause(150) == 96                   # never on the shortest pauses
+    assert ConversationConfig(silence_ms=300).turn_fields()["speculate_ms"] == 100
+    assert ConversationConfig(silence_ms=300, speculate_ms=250).turn_fields()["speculate_ms"] == 250
 
 
 def test_language_routing_prefix_then_detection_then_default():

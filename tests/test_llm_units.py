@@ -63,3 +63,27 @@ def test_a_conversation_stays_on_the_context_that_holds_its_history():
         history.append(ChatMessage("assistant", answer))
     used = [c for c in llm.pool._free if c.n_tokens]
     assert len(used) == 1 and len(cached_tokens(used[0])) > 60
+
+
+def test_a_prompt_is_read_on_threads_batch_only_while_the_other_context_is_idle():
+    """Two contexts each reading a prompt on both cores slow each other down (bench/chat.py): a request
+    gets `threads_batch` when it is alone, `threads` when another context is busy."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from speechcore.backends.llama_cpp_llm import LlamaCppLLM
+    from speechcore.schemas import GenerationParams
+    from speechcore.spec import BackendSpec
+
+    llm = LlamaCppLLM(BackendSpec(backend="llama-cpp", model="smollm2-135m",
+                                  options={"contexts": 2, "threads": 1, "threads_batch": 2, "n_ctx": 512}))
+    params = GenerationParams(max_tokens=8, temperature=0)
+    contexts = list(llm.pool._free)
+    first = llm.generate([ChatMessage("user", "Count to ten.")], params)
+    next(first)                                  # generating: its context stays busy until it is closed
+    (later,) = llm.pool._free
+    second = llm.generate([ChatMessage("user", "Name a colour.")], params)
+    next(second)
+    (alone,) = [c for c in contexts if c is not later]
+    threads = (llama_cpp.llama_n_threads_batch(alone.ctx), llama_cpp.llama_n_threads_batch(later.ctx))
+    first.close()
+    second.close()
+    assert threads == (2, 1)

@@ -29,7 +29,11 @@ class LlamaCppOptions(BackendOptions):
     n_ctx: int = 2048
     """Context length of each context, prompt and answer together."""
     threads: int = 2
-    """CPU threads per context."""
+    """CPU threads per context while it generates (one token at a time)."""
+    threads_batch: int | None = None
+    """CPU threads for reading a prompt (many tokens at once) while no other context is busy; with another
+    context busy, `threads`. None: `threads`. Prompt reading divides well across threads and is on the
+    first token's path; two contexts each reading on every core slow each other down (bench/chat.py)."""
     contexts: int = 1
     """Requests generated at the same time (one llama.cpp context each)."""
     chat_format: str = "chatml"
@@ -44,7 +48,13 @@ class ContextPool:
 
     def __init__(self, contexts: list[Any]):
         self._free = list(contexts)
+        self._size = len(contexts)
         self._changed = threading.Condition()
+
+    @property
+    def in_use(self) -> int:
+        with self._changed:
+            return self._size - len(self._free)
 
     def take(self, tokens: list[int]) -> Any:
         with self._changed:
@@ -88,7 +98,8 @@ class LlamaCppLLM:
         self.parallel = max(1, self.opts.contexts)
         """How many requests generate at once (callers may queue the rest themselves)."""
         contexts = [Llama(model_path=self.path, n_ctx=self.opts.n_ctx, n_threads=self.opts.threads,
-                          verbose=False, seed=self.opts.seed) for _ in range(self.parallel)]
+                          n_threads_batch=self.opts.threads_batch or self.opts.threads, verbose=False,
+                          seed=self.opts.seed) for _ in range(self.parallel)]
         self._vocab = contexts[0]
         """Tokenizes prompts (the vocabulary is read-only, so this is safe while that context generates)."""
         self.pool = ContextPool(contexts)
@@ -117,6 +128,7 @@ class LlamaCppLLM:
                            f"{self.opts.n_ctx} tokens. Shorten the messages.", param="messages")
         llm = self.pool.take(tokens)
         try:
+            self._prompt_threads(llm, alone=self.pool.in_use == 1)
             stops = [s for s in [stop, *params.stop] if isinstance(s, str) and s]
             chunks = llm.create_completion(
                 tokens, max_tokens=min(params.max_tokens, room), temperature=params.temperature,
@@ -132,6 +144,13 @@ class LlamaCppLLM:
             yield Generated(finish_reason=finish, prompt_tokens=prompt_tokens, completion_tokens=produced)
         finally:
             self.pool.give(llm)
+
+    def _prompt_threads(self, llm: Any, alone: bool) -> None:
+        """`threads_batch` for this prompt when the other contexts are idle, else `threads`."""
+        import llama_cpp
+
+        batch = (self.opts.threads_batch or self.opts.threads) if alone else self.opts.threads
+        llama_cpp.llama_set_n_threads(llm.ctx, self.opts.threads, batch)
 
     def stream(self, messages: list[ChatMessage], max_tokens: int = 256,
                temperature: float = 0.7) -> Iterator[str]:

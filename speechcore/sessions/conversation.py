@@ -95,8 +95,13 @@ FOLLOWUP_PROMPT = ("The user has said nothing for {seconds:g} seconds. Say one s
 _PREFIX = re.compile(r"^\s*\[([A-Za-z]{2,3})\]\s*")
 _SENTENCE_END = re.compile(r"[.!?。！？…]+[\"')\]]*\s")
 _CLAUSE_END = re.compile(r"[,;:，；：—–]\s")
+_SENTENCE_END_NOW = re.compile(r"(?<![\d\s])[.!?。！？…]+[\"')\]]*$")   # ends the text so far, not after a digit
+_CLAUSE_END_NOW = re.compile(r"(?<![\d\s])[,;:，；：—–]$")
 FIRST_CLAUSE_CHARS = 12          # the first clause may end at a comma once it is this long (first audio early)
 MAX_CLAUSE_CHARS = 200           # a clause without punctuation is cut at a space beyond this
+SPECULATE_MS = 160               # live transcription's pause that starts the final decode early
+DECODE_BUDGET_MS = 200           # a short turn's final decode on the CPU profile (Moonshine base, 2 cores)
+MIN_SPECULATE_MS = 96            # three VAD frames: shorter pauses are common inside a sentence
 
 
 # -- the services --------------------------------------------------------------------------------
@@ -164,6 +169,8 @@ class ConversationConfig(BaseModel):
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, min_length=1, max_length=8000)
     vad_threshold: float = Field(0.5, ge=0.05, le=0.95, description="Speech probability that opens a turn.")
     silence_ms: int = Field(500, ge=64, le=5000, description="Silence that ends a user turn.")
+    speculate_ms: int | None = Field(None, ge=0, le=5000, description="Silence after which the turn's final "
+                                     "decode (and a held answer) starts early; None: `speculative_pause(silence_ms)`.")
     min_speech_ms: int = Field(160, ge=0, le=2000, description="Shorter turns are ignored.")
     commit: Literal["vad", "manual"] = Field("vad", description="vad: answer each turn when its silence ends it; "
                                              "manual: answer on the client's commit.")
@@ -183,8 +190,9 @@ class ConversationConfig(BaseModel):
 
     def turn_fields(self) -> dict[str, Any]:
         """The options a recognizer's turn detection takes from this config (StreamOptions names)."""
+        speculate = self.speculate_ms if self.speculate_ms is not None else speculative_pause(self.silence_ms)
         return {"vad_threshold": self.vad_threshold, "silence_ms": self.silence_ms,
-                "min_speech_ms": self.min_speech_ms}
+                "min_speech_ms": self.min_speech_ms, "speculate_ms": speculate}
 
     def updated(self, fields: dict[str, Any]) -> ConversationConfig:
         """A copy with `fields` applied (None and unknown keys ignored); StreamError (1003) on a bad value."""
@@ -192,6 +200,13 @@ class ConversationConfig(BaseModel):
 
 
 # -- pure helpers ----------------------------------------------------------------------------------
+def speculative_pause(silence_ms: int) -> int:
+    """The pause that starts a turn's final decode: live transcription's 160 ms, or earlier when the turn's
+    silence leaves less than DECODE_BUDGET_MS after it, so the guess is ready about when the turn ends;
+    never under MIN_SPECULATE_MS (each shorter pause inside a sentence would cost a decode)."""
+    return max(MIN_SPECULATE_MS, min(SPECULATE_MS, silence_ms - DECODE_BUDGET_MS))
+
+
 def approx_tokens(text: str) -> int:
     return len(text) // 4 + 1
 
@@ -215,12 +230,16 @@ def next_clause(buffer: str, first: bool) -> tuple[str | None, str]:
     """The first complete clause of streamed text and the rest (None: wait for more text).
 
     A clause ends after a sentence's final punctuation and a space; the first
-    clause of an answer may end at a comma (first audio sooner); text without
-    punctuation is cut at a space after MAX_CLAUSE_CHARS.
+    clause of an answer may end at a comma (first audio sooner), and need not
+    wait for the next token's space when the punctuation ends the text so far
+    (not after a digit: "3," may go on as "3,000"); text without punctuation
+    is cut at a space after MAX_CLAUSE_CHARS.
     """
     ends = [m.end() for m in (_SENTENCE_END.search(buffer),) if m]
     if first:
         ends += [m.end() for m in _CLAUSE_END.finditer(buffer) if m.end() >= FIRST_CLAUSE_CHARS][:1]
+        ends += [m.end() for m in (_SENTENCE_END_NOW.search(buffer),) if m]
+        ends += [m.end() for m in (_CLAUSE_END_NOW.search(buffer),) if m and m.end() >= FIRST_CLAUSE_CHARS]
     if not ends and len(buffer) > MAX_CLAUSE_CHARS:
         space = buffer.rfind(" ", 0, MAX_CLAUSE_CHARS)
         ends = [space + 1 if space > 0 else MAX_CLAUSE_CHARS]
