@@ -254,23 +254,29 @@ def test_protocol_errors_are_clear_and_bounded(ws_url):
 
 
 def test_disconnect_mid_answer_leaves_no_task_behind(base_url, ws_url):
+    def ours() -> tuple[int, dict]:
+        """Open voice chats, and unfinished session tasks by kind (closing ones take a moment under load)."""
+        stats = httpx.get(f"{base_url}/ws/transcribe/sessions").json()
+        kinds = {k: n for k, n in stats["task_kinds"].items()
+                 if "Conversation" in k or "VoiceChat" in k or "Live" in k}
+        return stats["families"].get("voice_chat", {}).get("open", 0), kinds
+
     async def go():
         chat, ws = await open_chat(ws_url, {**FAST, "playback_lead_ms": 200, "max_tokens": 100})
         await ws.send(json.dumps({"type": "text_input", "text": "Tell me a long story."}))
         while not any(isinstance(m, bytes) for _, m in chat.messages):
             await _one(chat)
         await ws.close()
+    _, before = ours()        # an earlier test's session may still be closing: it is not this test's
     asyncio.run(go())
-    def left(stats: dict) -> list[str]:       # the session's own tasks (closing ones take a moment under load)
-        return [k for k in stats["task_kinds"] if "Conversation" in k or "VoiceChat" in k or "Live" in k]
-
-    for _ in range(150):     # 30 s: once a LiveTranscription.close outlived 10 s on a fresh clone (CI machine)
-        stats = httpx.get(f"{base_url}/ws/transcribe/sessions").json()
-        if stats["families"].get("voice_chat", {}).get("open") == 0 and not left(stats):
+    for _ in range(150):
+        still_open, kinds = ours()
+        grown = {k: n for k, n in kinds.items() if n > before.get(k, 0)}
+        if still_open == 0 and not grown:
             break
         time.sleep(0.2)
-    assert stats["families"]["voice_chat"]["open"] == 0
-    assert not left(stats)
+    assert still_open == 0
+    assert not grown, (before, kinds)
 
 
 # -- bridges ------------------------------------------------------------------------------------------------
