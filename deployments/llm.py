@@ -35,6 +35,15 @@ class LLMDeployment(ModelDeployment):
             async for piece in iterate_in_thread(pieces):
                 yield piece
 
+    async def prefill(self, messages: list[ChatMessage]) -> bool:
+        """Read a prompt ahead of its request where the backend keeps what it read (llama.cpp) and a
+        context is free; never waits for one (False)."""
+        prefill = getattr(self.backend, "prefill", None)
+        if prefill is None or self._slots.locked():
+            return False
+        async with self._slots:
+            return bool(await asyncio.to_thread(prefill, messages))
+
     async def stream(self, messages: list[ChatMessage], max_tokens: int = 256,
                      temperature: float = 0.7) -> AsyncIterator[str]:
         """Text pieces only (voice sessions)."""

@@ -135,6 +135,10 @@ class LLM(DeploymentClient):
         """Answer pieces, then a last piece with the finish reason and token usage."""
         return self.stream("generate", messages, params)
 
+    async def prefill(self, messages: list[ChatMessage]) -> bool:
+        """Read a prompt ahead of its request (False: the model does not keep prompts, or is busy)."""
+        return bool(await self.call("prefill", messages))
+
 
 class Services:
     def __init__(self, spec: GraphSpec, handles: dict[str, Any], readiness: Readiness):

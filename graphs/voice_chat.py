@@ -81,6 +81,9 @@ class ServerLLM:
             if piece.finish_reason:
                 self.last = piece
 
+    async def prefill(self, messages: list[ChatMessage]) -> None:
+        await self.svc.llm.prefill(messages)
+
 
 class ServerTTS:
     """Synthesizer on the shared `tts` deployment (graphs.speech's streaming synthesis)."""

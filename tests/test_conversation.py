@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from speechcore.errors import ApiError
-from speechcore.schemas import Segment, Speech, Transcript
+from speechcore.schemas import ChatMessage, Segment, Speech, Transcript
 from speechcore.sessions.conversation import (ChatOptions, Conversation, ConversationConfig, Playback, _Clause,
                                               heard_text, next_clause, route_language, speculative_pause)
 from speechcore.sessions.events import (AgentEnd, AgentText, AudioIn, AudioOut, Commit, Error, Final, Interrupted,
-                                        Latency, StateChanged, TextIn, Thinking)
+                                        Latency, Partial, StateChanged, TextIn, Thinking)
 from speechcore.sessions.live import LiveSession
 from speechcore.sessions.transcriber import StreamOptions
 
@@ -87,6 +87,24 @@ class FakeLLM:
             raise
 
 
+class PrefillingLLM(FakeLLM):
+    """A FakeLLM that reads prompts ahead (like llama.cpp's pool), recording when and what."""
+
+    def __init__(self, clock: FakeClock, answers: list[str] | None = None, fail: Exception | None = None):
+        super().__init__(clock, answers, fail)
+        self.prefills: list[tuple[float, list]] = []
+        self.streams_at: list[float] = []
+
+    async def prefill(self, messages) -> None:
+        await self.clock.sleep(0.05)
+        self.prefills.append((self.clock.now(), list(messages)))
+
+    async def stream(self, messages, options: ChatOptions):
+        self.streams_at.append(self.clock.now())
+        async for piece in super().stream(messages, options):
+            yield piece
+
+
 class FakeTTS:
     def __init__(self, clock: FakeClock, fail: Exception | None = None):
         self.clock, self.fail = clock, fail
@@ -102,17 +120,18 @@ class FakeTTS:
 
 class Harness:
     def __init__(self, llm_answers: list[str] | None = None, llm_fail=None, tts_fail=None, voice_for=None,
-                 **config) -> None:
+                 partial_interval: float = 30.0, llm_class: type = FakeLLM, **config) -> None:
         self.clock = FakeClock()
         self.events: list[tuple[float, object]] = []
-        self.llm = FakeLLM(self.clock, llm_answers, llm_fail)
+        self.partial_interval = partial_interval
+        self.llm = llm_class(self.clock, llm_answers, llm_fail)
         self.tts = FakeTTS(self.clock, tts_fail)
         self.next_text, self.next_language = "What is the weather like?", "en"
         self.config = ConversationConfig(**config)
         self.conv = Conversation(self.config, self.recognizer, self.llm, self.tts, self.emit, self.clock, voice_for)
 
     def recognizer(self, emit) -> LiveSession:
-        return LiveSession(StreamOptions(**self.config.turn_fields(), partial_interval=30.0),
+        return LiveSession(StreamOptions(**self.config.turn_fields(), partial_interval=self.partial_interval),
                            self.vad_step, self.transcribe, emit)
 
     async def vad_step(self, audio, state):
@@ -254,6 +273,25 @@ def test_answer_is_prepared_in_the_closing_silence_and_sent_when_the_final_confi
     assert h.states() == ["user_speaking", "listening", "thinking", "speaking", "listening"]
     assert [(m.role, m.content) for m in h.conv.history] == [("user", "What is the weather like?"),
                                                              ("assistant", ANSWER)]
+
+
+def test_the_turns_prompt_is_read_ahead_from_partials_and_the_answer_waits_for_it():
+    """While the user speaks, each partial (one at a time) has the LLM read the prompt the turn will have;
+    the answer's request starts after that read, with the same beginning; none while the agent talks."""
+    async def go():
+        h = Harness(language="en", partial_interval=0.5, llm_class=PrefillingLLM)
+        await h.say(2.5, then_silence=0.8)
+        await h.clock.advance(15)
+        return h
+    h = run(go())
+    llm = h.llm
+    assert h.of(Partial) and llm.prefills
+    user = ChatMessage("user", "What is the weather like?")
+    assert all(messages[-1] == user and messages[0].role == "system" for _, messages in llm.prefills)
+    assert len(llm.calls) == 1 and llm.calls[0] == llm.prefills[-1][1]         # the request reads nothing new
+    assert llm.prefills[-1][0] <= llm.streams_at[0]
+    first_audio = next(t for t, e in h.events if isinstance(e, AudioOut))
+    assert all(t < first_audio for t, _ in llm.prefills)
 
 
 def test_speech_resuming_after_a_pause_drops_the_prepared_answer():

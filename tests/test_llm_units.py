@@ -87,3 +87,24 @@ def test_a_prompt_is_read_on_threads_batch_only_while_the_other_context_is_idle(
     first.close()
     second.close()
     assert threads == (2, 1)
+
+
+def test_prefill_reads_a_prompt_into_a_free_context_and_never_waits():
+    pytest.importorskip("llama_cpp")
+    from speechcore.backends.llama_cpp_llm import LlamaCppLLM, cached_tokens, shared_prefix
+    from speechcore.schemas import GenerationParams
+    from speechcore.spec import BackendSpec
+
+    llm = LlamaCppLLM(BackendSpec(backend="llama-cpp", model="smollm2-135m",
+                                  options={"contexts": 1, "threads": 1, "n_ctx": 512}))
+    partial = [ChatMessage("system", "Answer in one short sentence."), ChatMessage("user", "What is the capital")]
+    final = [partial[0], ChatMessage("user", "What is the capital of France?")]
+    assert llm.prefill(partial) is True
+    (context,) = llm.pool._free
+    prompt = llm._vocab.tokenize(llm._prompt(final)[0].encode(), add_bos=True, special=True)
+    read = shared_prefix(cached_tokens(context), prompt)
+    assert read >= 15 and len(prompt) - read <= 12          # the request has only its last words left to read
+    busy = llm.generate(final, GenerationParams(max_tokens=4, temperature=0))
+    next(busy)                                               # the only context is generating
+    assert llm.prefill(partial) is False                     # no waiting for it
+    busy.close()

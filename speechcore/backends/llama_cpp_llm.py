@@ -56,8 +56,11 @@ class ContextPool:
         with self._changed:
             return self._size - len(self._free)
 
-    def take(self, tokens: list[int]) -> Any:
+    def take(self, tokens: list[int], wait: bool = True) -> Any:
+        """A context for `tokens`; None when none is free and `wait` is False."""
         with self._changed:
+            if not wait and not self._free:
+                return None
             self._changed.wait_for(lambda: bool(self._free))
             best = max(self._free, key=lambda llm: shared_prefix(cached_tokens(llm), tokens))
             self._free.remove(best)
@@ -142,6 +145,24 @@ class LlamaCppLLM:
                     yield Generated(text=choice["text"])
                 finish = choice.get("finish_reason") or finish
             yield Generated(finish_reason=finish, prompt_tokens=prompt_tokens, completion_tokens=produced)
+        finally:
+            self.pool.give(llm)
+
+    def prefill(self, messages: list[ChatMessage]) -> bool:
+        """Read the prompt of `messages` into a free context now (False: none free, or too long), so a
+        request that shares its beginning soon after reads only the rest (the voice chat's turn, from its
+        partial transcript while the user still speaks)."""
+        text, _ = self._prompt(messages)
+        tokens = self._vocab.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        if len(tokens) >= self.opts.n_ctx:
+            return False
+        llm = self.pool.take(tokens, wait=False)
+        if llm is None:
+            return False
+        try:
+            self._prompt_threads(llm, alone=False)    # on `threads`: the speech recognizer is busy meanwhile
+            llm.create_completion(tokens, max_tokens=1, temperature=0.0)    # reads the prompt, samples one token
+            return True
         finally:
             self.pool.give(llm)
 

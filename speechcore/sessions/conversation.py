@@ -39,6 +39,10 @@ Behaviour
   turn or any other input cancels it. The user sees no difference but time. Its language
   is a `[xx]` prefix of the text, else the ASR's detected language, else
   `config.language`; the LLM is told to answer in it and the voice follows it.
+- Reading ahead: while the user speaks, each `Partial` (one at a time) has a
+  ChatModel that `Prefills` (the server's llama.cpp) read the prompt the turn
+  will likely have, so the answer's request finds all but its last words read;
+  the answer waits up to PREFILL_WAIT_S for a read still running.
 - The answer streams: LLM deltas are sent as they come, cut into clauses
   (the first one early, at a comma) and each clause is synthesized as soon as
   it is complete, so the first audio does not wait for the whole answer.
@@ -65,7 +69,7 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Protocol, cast
+from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Protocol, cast, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -75,8 +79,8 @@ from speechcore.errors import ApiError
 from speechcore.languages import NAMES
 from speechcore.schemas import ChatMessage, Speech
 from speechcore.sessions.events import (AgentEnd, AgentText, AudioIn, AudioOut, Commit, Configure, EndOfInput, Error,
-                                        Event, Final, Guess, Interrupted, Latency, SpeechStarted, SpeechStopped,
-                                        StateChanged, TextIn, Thinking, TurnEnded)
+                                        Event, Final, Guess, Interrupted, Latency, Partial, SpeechStarted,
+                                        SpeechStopped, StateChanged, TextIn, Thinking, TurnEnded)
 from speechcore.sessions.turns import ms_to_samples, with_fields
 
 log = logging.getLogger("speech.sessions")
@@ -102,6 +106,7 @@ MAX_CLAUSE_CHARS = 200           # a clause without punctuation is cut at a spac
 SPECULATE_MS = 160               # live transcription's pause that starts the final decode early
 DECODE_BUDGET_MS = 200           # a short turn's final decode on the CPU profile (Moonshine base, 2 cores)
 MIN_SPECULATE_MS = 96            # three VAD frames: shorter pauses are common inside a sentence
+PREFILL_WAIT_S = 0.3             # an answer waits this long at most for the prompt read ahead of it
 
 
 # -- the services --------------------------------------------------------------------------------
@@ -137,6 +142,14 @@ class ChatModel(Protocol):
         """Text deltas as the model generates them; ApiError's message reaches the client."""
 
 
+@runtime_checkable
+class Prefills(Protocol):
+    """A ChatModel that can read a prompt ahead of the request (llama.cpp keeps what it read)."""
+
+    async def prefill(self, messages: list[ChatMessage]) -> None:
+        """Read `messages` as a prompt now, if the model has room; no answer."""
+
+
 class Synthesizer(Protocol):
     def stream(self, text: str, voice: str | None, language: str | None) -> AsyncIterator[Speech]:
         """Speech chunks for `text` as they are synthesized (any sample rate)."""
@@ -169,6 +182,8 @@ class ConversationConfig(BaseModel):
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, min_length=1, max_length=8000)
     vad_threshold: float = Field(0.5, ge=0.05, le=0.95, description="Speech probability that opens a turn.")
     silence_ms: int = Field(500, ge=64, le=5000, description="Silence that ends a user turn.")
+    read_ahead: bool = Field(True, description="While the user speaks, the server's LLM reads the turn's likely "
+                             "prompt from partial transcripts (its first token comes sooner).")
     speculate_ms: int | None = Field(None, ge=0, le=5000, description="Silence after which the turn's final "
                                      "decode (and a held answer) starts early; None: `speculative_pause(silence_ms)`.")
     min_speech_ms: int = Field(160, ge=0, le=2000, description="Shorter turns are ignored.")
@@ -373,6 +388,7 @@ class Conversation:
         self._pending: list[str] = []                 # finals gathered for a manual commit
         self._followup: asyncio.Task[None] | None = None
         self._followups = 0
+        self._prefill: asyncio.Task[None] | None = None  # the open turn's prompt, read ahead from a partial
         self._closed = False
 
     # -- input ----------------------------------------------------------------------------------------
@@ -409,7 +425,7 @@ class Conversation:
         """The client is gone: cancel and await everything this conversation started."""
         self._closed = True
         replies = [r for r in (self._reply, self._guess.reply if self._guess else None) if r is not None]
-        tasks = [t for t in (self._followup, *(r.task for r in replies)) if t is not None]
+        tasks = [t for t in (self._followup, self._prefill, *(r.task for r in replies)) if t is not None]
         self._reply, self._guess = None, None
         for task in tasks:
             task.cancel()
@@ -443,8 +459,31 @@ class Conversation:
                 await self._drop_guess()                 # too short: the recognizer sends no final
             if self._reply is None and self.state == USER_SPEAKING:
                 await self._set_state(LISTENING)
+        elif isinstance(event, Partial):
+            self._read_ahead(event)
         elif isinstance(event, Final):
             await self._on_final(event)
+
+    def _read_ahead(self, event: Partial) -> None:
+        """While the user speaks, the LLM reads the prompt the turn will likely have (history and the
+        partial transcript), so the answer's request finds most of it read. One at a time."""
+        busy = self._reply is not None or self._guess is not None or \
+            (self._prefill is not None and not self._prefill.done())
+        if busy or not self.config.read_ahead or self.config.commit != "vad" or not isinstance(self.llm, Prefills):
+            return
+        text, language = route_language(event.transcript.text.strip(), event.transcript.language, self.language)
+        if text.strip():
+            messages = self._messages(language or self.language, False, with_user(self.history, text))
+            self._prefill = asyncio.ensure_future(self._prefilled(self.llm, messages))
+
+    @staticmethod
+    async def _prefilled(llm: Prefills, messages: list[ChatMessage]) -> None:
+        try:
+            await llm.prefill(messages)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:        # an optimisation: the answer's own request reads the prompt anyway
+            log.debug("reading ahead failed: %r", exc)
 
     async def _on_final(self, event: Final) -> None:
         if self._reply is not None:
@@ -617,6 +656,8 @@ class Conversation:
         started, first_token = self.clock.now(), True
         buffer = ""
         options = ChatOptions(self.config.max_tokens, self.config.temperature)
+        if self._prefill is not None and not self._prefill.done():   # let it finish: it holds the context
+            await asyncio.wait([self._prefill], timeout=PREFILL_WAIT_S)
         deltas = self.llm.stream(reply.messages, options)
         try:
             async for delta in deltas:
