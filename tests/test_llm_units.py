@@ -108,3 +108,25 @@ def test_prefill_reads_a_prompt_into_a_free_context_and_never_waits():
     next(busy)                                               # the only context is generating
     assert llm.prefill(partial) is False                     # no waiting for it
     busy.close()
+
+
+def test_prefill_does_not_evict_another_conversations_context():
+    """With more conversations than contexts, a read ahead that would re-read a whole history into a context
+    holding another conversation does nothing (that conversation's next turn keeps its history read)."""
+    pytest.importorskip("llama_cpp")
+    from speechcore.backends.llama_cpp_llm import PREFILL_MAX_NEW_TOKENS, LlamaCppLLM, cached_tokens
+    from speechcore.schemas import GenerationParams
+    from speechcore.spec import BackendSpec
+
+    llm = LlamaCppLLM(BackendSpec(backend="llama-cpp", model="smollm2-135m",
+                                  options={"contexts": 1, "threads": 1, "n_ctx": 1024}))
+    system = ChatMessage("system", "Answer in one short sentence.")
+    other = [system, ChatMessage("user", "Tell me about the sea.")]
+    "".join(p.text for p in llm.generate(other, GenerationParams(max_tokens=8, temperature=0)))
+    (context,) = llm.pool._free
+    held = cached_tokens(context)
+    long_history = [system, *[ChatMessage(role, "word " * 20) for role in ("user", "assistant") * 3],
+                    ChatMessage("user", "And the mountains")]
+    assert len(llm._vocab.tokenize(llm._prompt(long_history)[0].encode(), special=True)) > PREFILL_MAX_NEW_TOKENS
+    assert llm.prefill(long_history) is False
+    assert cached_tokens(context) == held

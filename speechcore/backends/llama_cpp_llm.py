@@ -25,6 +25,11 @@ from speechcore.schemas import ChatMessage, GenerationParams, Generated, ModelIn
 from speechcore.spec import BackendOptions, BackendSpec
 
 
+PREFILL_MAX_NEW_TOKENS = 64
+"""A read ahead never reads more than this: a context that holds less of the prompt serves another
+conversation (more conversations than contexts), and its history is worth more than the head start."""
+
+
 class LlamaCppOptions(BackendOptions):
     n_ctx: int = 2048
     """Context length of each context, prompt and answer together."""
@@ -149,15 +154,19 @@ class LlamaCppLLM:
             self.pool.give(llm)
 
     def prefill(self, messages: list[ChatMessage]) -> bool:
-        """Read the prompt of `messages` into a free context now (False: none free, or too long), so a
-        request that shares its beginning soon after reads only the rest (the voice chat's turn, from its
-        partial transcript while the user still speaks)."""
+        """Read the prompt of `messages` into a free context now, so a request that shares its beginning
+        soon after reads only the rest (the voice chat's turn, from its partial transcript while the user
+        still speaks). False, reading nothing: no context is free, or the best one lacks more than
+        PREFILL_MAX_NEW_TOKENS of the prompt."""
         text, _ = self._prompt(messages)
         tokens = self._vocab.tokenize(text.encode("utf-8"), add_bos=True, special=True)
         if len(tokens) >= self.opts.n_ctx:
             return False
         llm = self.pool.take(tokens, wait=False)
         if llm is None:
+            return False
+        if len(tokens) - shared_prefix(cached_tokens(llm), tokens) > PREFILL_MAX_NEW_TOKENS:
+            self.pool.give(llm)     # it holds another conversation: reading this one would only evict it
             return False
         try:
             self._prompt_threads(llm, alone=False)    # on `threads`: the speech recognizer is busy meanwhile
