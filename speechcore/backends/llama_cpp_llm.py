@@ -4,7 +4,8 @@ One llama.cpp context runs one sequence at a time, so the backend keeps a pool
 of `contexts` contexts (the weights are memory-mapped once and shared; each
 context has its own KV cache): that many requests generate at the same time,
 the rest wait for a free context. On 2 cores, 2 contexts of 1 thread each beat
-1 context of 2 threads as soon as two requests overlap (bench/chat.py).
+1 context of 2 threads as soon as two requests overlap (bench/chat.py); the CPU
+profile runs 4, so four voice chats each keep their history read (bench/voice_chat.py).
 
 A context keeps the tokens it last evaluated, and llama.cpp evaluates only what
 follows the part a new prompt shares with them. A request therefore takes the
