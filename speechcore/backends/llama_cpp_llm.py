@@ -62,13 +62,17 @@ class ContextPool:
         with self._changed:
             return self._size - len(self._free)
 
-    def take(self, tokens: list[int], wait: bool = True) -> Any:
-        """A context for `tokens`; None when none is free and `wait` is False."""
+    def take(self, tokens: list[int], wait: bool = True, max_unread: int | None = None) -> Any:
+        """A context for `tokens`; None, taking nothing, when `wait` is False and none is free, or when the
+        best one lacks more than `max_unread` of the tokens."""
         with self._changed:
             if not wait and not self._free:
                 return None
             self._changed.wait_for(lambda: bool(self._free))
-            best = max(self._free, key=lambda llm: shared_prefix(cached_tokens(llm), tokens))
+            shared, best = max(((shared_prefix(cached_tokens(llm), tokens), llm) for llm in self._free),
+                               key=lambda pair: pair[0])
+            if max_unread is not None and len(tokens) - shared > max_unread:
+                return None
             self._free.remove(best)
             return best
 
@@ -106,8 +110,9 @@ class LlamaCppLLM:
             getattr(llama_chat_format, f"format_{self.opts.chat_format}")
         self.parallel = max(1, self.opts.contexts)
         """How many requests generate at once (callers may queue the rest themselves)."""
+        self._batch_threads = self.opts.threads_batch or self.opts.threads
         contexts = [Llama(model_path=self.path, n_ctx=self.opts.n_ctx, n_threads=self.opts.threads,
-                          n_threads_batch=self.opts.threads_batch or self.opts.threads, verbose=False,
+                          n_threads_batch=self._batch_threads, verbose=False,
                           seed=self.opts.seed) for _ in range(self.parallel)]
         self._vocab = contexts[0]
         """Tokenizes prompts (the vocabulary is read-only, so this is safe while that context generates)."""
@@ -125,10 +130,14 @@ class LlamaCppLLM:
         rendered = self.formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
         return rendered.prompt, rendered.stop
 
+    def _tokens(self, messages: list[ChatMessage]) -> tuple[list[int], Any]:
+        """The prompt's tokens and the format's stop string(s)."""
+        text, stop = self._prompt(messages)
+        return self._vocab.tokenize(text.encode("utf-8"), add_bos=True, special=True), stop
+
     def generate(self, messages: list[ChatMessage], params: GenerationParams) -> Iterator[Generated]:
         """Pieces of the answer as llama.cpp samples them; closing the iterator stops generation."""
-        text, stop = self._prompt(messages)
-        tokens = self._vocab.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        tokens, stop = self._tokens(messages)
         prompt_tokens = len(tokens)
         room = self.opts.n_ctx - prompt_tokens
         if room < 1:
@@ -159,15 +168,12 @@ class LlamaCppLLM:
         soon after reads only the rest (the voice chat's turn, from its partial transcript while the user
         still speaks). False, reading nothing: no context is free, or the best one lacks more than
         PREFILL_MAX_NEW_TOKENS of the prompt."""
-        text, _ = self._prompt(messages)
-        tokens = self._vocab.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        tokens, _ = self._tokens(messages)
         if len(tokens) >= self.opts.n_ctx:
             return False
-        llm = self.pool.take(tokens, wait=False)
+        # a context lacking more holds another conversation: reading this one would only evict it
+        llm = self.pool.take(tokens, wait=False, max_unread=PREFILL_MAX_NEW_TOKENS)
         if llm is None:
-            return False
-        if len(tokens) - shared_prefix(cached_tokens(llm), tokens) > PREFILL_MAX_NEW_TOKENS:
-            self.pool.give(llm)     # it holds another conversation: reading this one would only evict it
             return False
         try:
             self._prompt_threads(llm, alone=False)    # on `threads`: the speech recognizer is busy meanwhile
@@ -180,7 +186,7 @@ class LlamaCppLLM:
         """`threads_batch` for this prompt when the other contexts are idle, else `threads`."""
         import llama_cpp
 
-        batch = (self.opts.threads_batch or self.opts.threads) if alone else self.opts.threads
+        batch = self._batch_threads if alone else self.opts.threads
         llama_cpp.llama_set_n_threads(llm.ctx, self.opts.threads, batch)
 
     def stream(self, messages: list[ChatMessage], max_tokens: int = 256,
