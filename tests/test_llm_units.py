@@ -46,6 +46,17 @@ def test_context_pool_gives_the_context_sharing_the_longest_prefix_and_waits_whe
     assert taken == [system]
 
 
+def test_context_pool_can_refuse_a_context_that_lacks_too_much_of_the_prompt():
+    from speechcore.backends.llama_cpp_llm import ContextPool
+
+    held = FakeContext([1, 2, 3, 4])
+    pool = ContextPool([held])
+    assert pool.take([1, 2, 3, 4, 5, 6, 7], wait=False, max_unread=2) is None      # 3 tokens unread
+    assert pool.in_use == 0                                                        # nothing taken
+    assert pool.take([1, 2, 3, 4, 5, 6], wait=False, max_unread=2) is held
+    assert pool.in_use == 1 and pool.take([1], wait=False) is None                 # none free: no waiting
+
+
 def test_a_conversation_stays_on_the_context_that_holds_its_history():
     """Three turns of one conversation with two contexts: every turn lands on the context of the turn
     before (which holds the system prompt, history and answer), so the other context is never used."""

@@ -237,6 +237,15 @@ def test_protocol_errors_are_clear_and_bounded(ws_url):
         async with websockets.connect(f"{ws_url}/ws/voice-chat") as ws:
             await ws.send(json.dumps({**FAST, "llm_base_url": "file:///etc/passwd"}))
             out["url"] = json.loads(await ws.recv())
+        async with websockets.connect(f"{ws_url}/ws/voice-chat") as ws:
+            await ws.send(json.dumps({**FAST, "speculate_ms": -5}))
+            out["speculate"] = json.loads(await ws.recv())
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            out["speculate_code"] = closed.value.rcvd.code
+        async with websockets.connect(f"{ws_url}/ws/voice-chat") as ws:
+            await ws.send(json.dumps({**FAST, "read_ahead": "sometimes"}))
+            out["read_ahead"] = json.loads(await ws.recv())
         chat, ws = await open_chat(ws_url, FAST)
         async with ws:
             await ws.send(json.dumps({"type": "text_input", "text": "x" * 5000}))
@@ -251,6 +260,9 @@ def test_protocol_errors_are_clear_and_bounded(ws_url):
     assert out["speaker"]["code"] == "speaker_not_found" and out["speaker_code"] == 1003
     assert out["url"]["code"] == "invalid_url" and "llm_base_url" in out["url"]["message"]
     assert out["long"]["code"] == "text_too_long" and out["bogus"]["code"] == "unknown_message"
+    assert out["speculate"]["type"] == "error" and "speculate_ms" in out["speculate"]["message"]
+    assert out["speculate_code"] == 1003
+    assert out["read_ahead"]["type"] == "error" and "read_ahead" in out["read_ahead"]["message"]
 
 
 def test_disconnect_mid_answer_leaves_no_task_behind(base_url, ws_url):
