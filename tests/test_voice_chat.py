@@ -220,32 +220,22 @@ def test_idle_session_gets_disconnect_and_closes(ws_url):
 
 
 def test_protocol_errors_are_clear_and_bounded(ws_url):
+    async def refused(message: dict) -> tuple[dict, int]:
+        """The first message's answer, and the code the server then closes with."""
+        async with websockets.connect(f"{ws_url}/ws/voice-chat") as ws:
+            await ws.send(json.dumps(message))
+            answer = json.loads(await ws.recv())
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            return answer, closed.value.rcvd.code
+
     async def go():
         out = {}
-        async with websockets.connect(f"{ws_url}/ws/voice-chat") as ws:     # the config must come first
-            await ws.send(json.dumps({"type": "text_input", "text": "hi"}))
-            out["first"] = json.loads(await ws.recv())
-            with pytest.raises(websockets.ConnectionClosed) as closed:
-                await ws.recv()
-            out["first_code"] = closed.value.rcvd.code
-        async with websockets.connect(f"{ws_url}/ws/voice-chat") as ws:
-            await ws.send(json.dumps({**FAST, "speaker_id": str(uuid.uuid4())}))
-            out["speaker"] = json.loads(await ws.recv())
-            with pytest.raises(websockets.ConnectionClosed) as closed:
-                await ws.recv()
-            out["speaker_code"] = closed.value.rcvd.code
-        async with websockets.connect(f"{ws_url}/ws/voice-chat") as ws:
-            await ws.send(json.dumps({**FAST, "llm_base_url": "file:///etc/passwd"}))
-            out["url"] = json.loads(await ws.recv())
-        async with websockets.connect(f"{ws_url}/ws/voice-chat") as ws:
-            await ws.send(json.dumps({**FAST, "speculate_ms": -5}))
-            out["speculate"] = json.loads(await ws.recv())
-            with pytest.raises(websockets.ConnectionClosed) as closed:
-                await ws.recv()
-            out["speculate_code"] = closed.value.rcvd.code
-        async with websockets.connect(f"{ws_url}/ws/voice-chat") as ws:
-            await ws.send(json.dumps({**FAST, "read_ahead": "sometimes"}))
-            out["read_ahead"] = json.loads(await ws.recv())
+        out["first"], out["first_code"] = await refused({"type": "text_input", "text": "hi"})  # config first
+        out["speaker"], out["speaker_code"] = await refused({**FAST, "speaker_id": str(uuid.uuid4())})
+        out["url"], out["url_code"] = await refused({**FAST, "llm_base_url": "file:///etc/passwd"})
+        out["speculate"], out["speculate_code"] = await refused({**FAST, "speculate_ms": -5})
+        out["read_ahead"], out["read_ahead_code"] = await refused({**FAST, "read_ahead": "sometimes"})
         chat, ws = await open_chat(ws_url, FAST)
         async with ws:
             await ws.send(json.dumps({"type": "text_input", "text": "x" * 5000}))
@@ -261,7 +251,7 @@ def test_protocol_errors_are_clear_and_bounded(ws_url):
     assert out["url"]["code"] == "invalid_url" and "llm_base_url" in out["url"]["message"]
     assert out["long"]["code"] == "text_too_long" and out["bogus"]["code"] == "unknown_message"
     assert out["speculate"]["type"] == "error" and "speculate_ms" in out["speculate"]["message"]
-    assert out["speculate_code"] == 1003
+    assert out["speculate_code"] == out["read_ahead_code"] == out["url_code"] == 1003
     assert out["read_ahead"]["type"] == "error" and "read_ahead" in out["read_ahead"]["message"]
 
 
